@@ -1,0 +1,3 @@
+from apprt.cli import main
+
+main()

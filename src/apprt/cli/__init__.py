@@ -1,0 +1,30 @@
+"""The ``apprt`` command line, one module per noun.
+
+Conventions every command follows (see ``docs/cli.md``):
+
+* client commands take ``--url`` (default ``$APPRT_URL``, else http://127.0.0.1:8080)
+  and ``--token`` (default ``$APPRT_TOKEN``);
+* ``--json`` prints machine-readable output on stdout;
+* exit codes: 0 ok, 1 refused or invalid input, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from apprt.cli import app_cmd, keys, schema, serve
+
+cli = typer.Typer(
+    name="apprt",
+    help="apprt: package, publish, install and run apps on the AI-companions platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(app_cmd.cli, name="app", help="Develop apps: init, validate, pack, sign, inspect.")
+cli.add_typer(keys.cli, name="keys", help="Ed25519 signing keys for packages.")
+cli.add_typer(schema.cli, name="schema", help="Export JSON Schemas of apprt's formats.")
+cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
+
+
+def main() -> None:
+    cli()
