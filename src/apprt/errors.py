@@ -49,7 +49,9 @@ class ApprtError(Exception):
         super().__init__(self.title)
 
     @classmethod
-    def single(cls, reason: str, *, file: str = "", location: str = "", hint: str = "") -> ApprtError:
+    def single(
+        cls, reason: str, *, file: str = "", location: str = "", hint: str = ""
+    ) -> ApprtError:
         return cls([Problem(reason=reason, file=file, location=location, hint=hint)])
 
     def __str__(self) -> str:

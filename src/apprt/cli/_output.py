@@ -28,9 +28,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def fail(
-    problems: Iterable[Problem], *, title: str = "refused", as_json: bool = False
-) -> NoReturn:
+def fail(problems: Iterable[Problem], *, title: str = "refused", as_json: bool = False) -> NoReturn:
     """Report every problem and exit 1."""
     problems = list(problems)
     if as_json:
