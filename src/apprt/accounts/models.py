@@ -1,0 +1,75 @@
+"""Who may call the platform: users and their API tokens.
+
+Tokens are stored as their SHA-256 only. A token is 32 random bytes, so a fast
+unsalted hash is enough (nothing to brute-force, unlike a password) and it lets
+:func:`apprt.accounts.services.authenticate` find the row by an index lookup
+instead of comparing against every token. A database dump therefore reveals no
+usable token; ``prefix`` keeps a short, harmless part for people to tell tokens apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from apprt.db.base import Base, utcnow
+
+
+class Role(StrEnum):
+    """A user's platform-wide role (org-level grants come later with orgs)."""
+
+    PLATFORM_ADMIN = "platform_admin"
+    ORG_ADMIN = "org_admin"
+    MEMBER = "member"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Stored as its string value, without a CHECK constraint: adding a role must not
+    # need a table rebuild on SQLite. The Enum type still validates on the way in.
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            native_enum=False,
+            create_constraint=False,
+            length=32,
+            validate_strings=True,
+            values_callable=lambda roles: [role.value for role in roles],
+        ),
+        default=Role.MEMBER,
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled: Mapped[bool] = mapped_column(default=False)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.name!r} {self.role.value}>"
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: The start of the token for display (``apprt_`` + 8 random characters).
+    prefix: Mapped[str] = mapped_column(String(16))
+    #: Hex SHA-256 of the whole token; the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} {self.prefix}… user={self.user_id}>"

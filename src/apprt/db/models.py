@@ -1,0 +1,15 @@
+"""Every domain's models, imported in one place.
+
+Alembic (autogenerate, :func:`apprt.db.migrate.schema_diff`) and the tests only see
+tables whose models were imported. Each domain package keeps its models in its own
+``models.py``; add one import line here when a domain gets tables.
+"""
+
+from __future__ import annotations
+
+from apprt.accounts import models as accounts_models
+from apprt.db.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["accounts_models", "metadata"]

@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite; domain-specific ones live next to their tests.
+
+Every test runs with no ``APPRT_*`` variable from the developer's shell and with
+``APPRT_DATA_DIR`` pointing into its own temporary directory, so nothing reads or
+writes the real ``~/.local/share/apprt``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from apprt.server import create_app
+from apprt.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated_apprt_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("APPRT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("APPRT_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a fresh data directory (SQLite file, blobs, admin token inside)."""
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    """A client of the whole platform, lifespan run (DB migrated, admin bootstrapped)."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_headers(app_client: TestClient, settings: Settings) -> dict[str, str]:
+    """``Authorization`` header of the bootstrapped platform admin."""
+    token = settings.admin_token_path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
