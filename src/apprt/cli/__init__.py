@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from apprt.cli import app_cmd, keys, schema, serve
+from apprt import PLATFORM_API_VERSION, __version__
+from apprt.cli import app_cmd, keys, schema, serve, status
 
 cli = typer.Typer(
     name="apprt",
@@ -24,6 +25,23 @@ cli.add_typer(app_cmd.cli, name="app", help="Develop apps: init, validate, pack,
 cli.add_typer(keys.cli, name="keys", help="Ed25519 signing keys for packages.")
 cli.add_typer(schema.cli, name="schema", help="Export JSON Schemas of apprt's formats.")
 cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
+cli.command("status")(status.status)
+cli.command("whoami")(status.whoami)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"apprt {__version__} (platform API {PLATFORM_API_VERSION})")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """apprt: package, publish, install and run apps on the AI-companions platform."""
 
 
 def main() -> None:
