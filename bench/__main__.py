@@ -13,7 +13,7 @@ from bench._harness import RESULTS_DIR, write
 def main(argv: list[str]) -> int:
     names = argv or sorted(
         m.name.removeprefix("bench_")
-        for m in pkgutil.iter_modules([str(Path(__file__).parent])
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
         if m.name.startswith("bench_")
     )
     for name in names:

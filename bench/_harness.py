@@ -77,7 +77,6 @@ def write(figures: list[Figure]) -> None:
     ]
     for d in rows:
         met = {True: "yes", False: "**no**", None: ""}[d["met"]]
-        lines.append(
-            f"| {d['name']} | {d['metric']} | {d['value']:.3g} {d['unit']} | {d['target']} | {met} |"
-        )
+        value = f"{d['value']:.3g} {d['unit']}"
+        lines.append(f"| {d['name']} | {d['metric']} | {value} | {d['target']} | {met} |")
     (RESULTS_DIR / "README.md").write_text("\n".join(lines) + "\n")
