@@ -7,13 +7,17 @@ writes the real ``~/.local/share/apprt``.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from apprt.cli import cli
 from apprt.server import create_app
 from apprt.settings import Settings
 
@@ -44,3 +48,23 @@ def admin_headers(app_client: TestClient, settings: Settings) -> dict[str, str]:
     """``Authorization`` header of the bootstrapped platform admin."""
     token = settings.admin_token_path.read_text().strip()
     return {"Authorization": f"Bearer {token}"}
+
+
+class CliResult:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def apprt() -> Callable[..., CliResult]:
+    """Run ``apprt ARGS...`` in-process; returns exit code, stdout and stderr."""
+    runner = CliRunner()
+
+    def run(*args: object) -> CliResult:
+        result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
