@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else a private copy installed from PyPI into .tools/.
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 APPRT := $(VENV)/bin/apprt
@@ -22,9 +23,9 @@ help:
 deps:
 	@scripts/ensure-system-deps
 
-$(UV):
-	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required: apt-get install python3 python3-venv" >&2; exit 1; }
-	python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
 
 env: deps $(VENV)/.synced
 
@@ -49,4 +50,4 @@ bench: env
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
