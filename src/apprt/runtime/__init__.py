@@ -1,0 +1,1 @@
+"""The runtime: app instances in sandboxes, their lifecycle, and the gateway to them."""

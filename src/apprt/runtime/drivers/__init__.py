@@ -1,0 +1,1 @@
+"""Sandbox drivers behind one interface (:mod:`apprt.runtime.drivers.base`)."""

@@ -1,0 +1,153 @@
+"""The sandbox driver interface, modelled on HashiCorp Nomad's task drivers.
+
+A driver runs one *task*, an app instance: the app's ASGI backend served on a Unix
+socket (``<run_dir>/ingress.sock``), with the platform API reachable on a second
+one (``<run_dir>/platform.sock``). Those two sockets are the only doors. The
+supervisor calls the driver; the driver never decides what should run.
+
+Lifecycle of a task as the supervisor sees it::
+
+    handle = driver.start(config)        # sandbox up; returns once ingress.sock accepts
+    driver.inspect(handle)               # running? pid, exit
+    driver.stats(handle)                 # memory, cpu, pids from cgroups
+    driver.stop(handle, timeout=5)       # SIGTERM, then SIGKILL after timeout
+    driver.wait(handle, timeout=1)       # exit result once it has stopped
+    driver.destroy(handle)               # kill if needed, remove cgroups and run dir
+
+    # after a platform restart, with handles reloaded from the database:
+    driver.recover(handle)               # True: re-adopted, still running
+
+Every handle is plain JSON-serializable data so the supervisor can persist it and
+recover tasks it did not start in this process.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apprt.manifest import Resources
+
+
+class DriverError(RuntimeError):
+    """The driver cannot do what was asked; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What isolation and limits a driver can enforce on this kind of host."""
+
+    filesystem_isolation: bool
+    network_isolation: bool
+    pid_isolation: bool
+    seccomp: bool
+    memory_limit: bool
+    cpu_limit: bool
+    pids_limit: bool
+    storage_quota: bool
+    recover: bool
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Whether the driver can run here, and the facts it found (cgroup version...)."""
+
+    healthy: bool
+    detail: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything a driver needs to start one app instance."""
+
+    instance_id: str  # unique, [a-z0-9-], used in cgroup and directory names
+    app_id: str
+    version: str
+    org: str | None  # None for a shared-tenancy deployment
+    code_dir: Path  # the unpacked package, mounted read-only (backend/ on sys.path)
+    entry: str  # ASGI app "module:attr"
+    env_dir: Path | None  # per-version virtualenv site-packages, read-only; None if no deps
+    data_dir: Path  # writable, per instance, quota = resources.storage_mb
+    run_dir: Path  # holds ingress.sock and platform.sock
+    resources: Resources
+    env: dict[str, str] = field(default_factory=dict)  # extra, already scrubbed
+    trusted: bool = False  # the process driver only runs trusted apps unless allowed
+
+
+@dataclass
+class TaskHandle:
+    """A running task, as persisted by the supervisor (JSON-serializable ``state``)."""
+
+    instance_id: str
+    driver: str
+    pid: int
+    started_at: float  # time.time()
+    state: dict[str, Any] = field(default_factory=dict)  # driver-specific
+
+    @property
+    def ingress_socket(self) -> Path:
+        return Path(self.state["run_dir"]) / "ingress.sock"
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    exit_code: int | None
+    signal: int | None
+    oom_killed: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    running: bool
+    pid: int
+    exit: ExitResult | None = None
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    memory_bytes: int
+    memory_limit_bytes: int | None
+    cpu_seconds: float
+    pids: int
+
+
+class Driver(abc.ABC):
+    """One way of running sandboxes (``bwrap``, ``process``, later ``kubernetes``)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    def fingerprint(self) -> Fingerprint: ...
+
+    @abc.abstractmethod
+    def start(self, config: TaskConfig) -> TaskHandle:
+        """Start the task; return once its ingress socket accepts connections."""
+
+    @abc.abstractmethod
+    def wait(self, handle: TaskHandle, timeout: float | None = None) -> ExitResult | None:
+        """The exit result, waiting up to ``timeout`` seconds; None if still running."""
+
+    @abc.abstractmethod
+    def stop(self, handle: TaskHandle, timeout: float = 5.0) -> None:
+        """Ask the task to stop (SIGTERM), killing it after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def destroy(self, handle: TaskHandle) -> None:
+        """Kill the task if needed and release everything it held (cgroups, run dir)."""
+
+    @abc.abstractmethod
+    def inspect(self, handle: TaskHandle) -> TaskStatus: ...
+
+    @abc.abstractmethod
+    def stats(self, handle: TaskHandle) -> TaskStats: ...
+
+    @abc.abstractmethod
+    def recover(self, handle: TaskHandle) -> bool:
+        """Re-adopt a task started by a previous platform process; False if it is gone."""
