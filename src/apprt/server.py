@@ -24,11 +24,13 @@ nothing of the exception reaches the client.
 
 from __future__ import annotations
 
+import importlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from http import HTTPStatus
+from types import ModuleType
 from typing import Annotated, Any, ClassVar, Literal
 
 import structlog
@@ -42,7 +44,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apprt import __version__
-from apprt.accounts import views as accounts_views
 from apprt.accounts.services import bootstrap_platform_admin
 from apprt.blobs.local import LocalBlobStore
 from apprt.db.dependencies import get_engine
@@ -257,15 +258,31 @@ def _start(app: FastAPI, settings: Settings) -> None:
     )
 
 
+#: The domains that make up the platform, in start-up order. Each module may offer
+#: ``router`` (an APIRouter included in the app) and ``lifespan(app)`` (an async
+#: context manager entered after the core above is ready, exited in reverse order).
+#: Adding a domain to the platform is adding its module here.
+COMPONENTS: tuple[str, ...] = ("apprt.accounts.views",)
+
+
+def _load_components() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in COMPONENTS]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The platform's ASGI app; nothing touches disk until its lifespan starts."""
     settings = settings if settings is not None else Settings()
+    components = _load_components()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for component in components:
+                    if hasattr(component, "lifespan"):
+                        await stack.enter_async_context(component.lifespan(app))
+                yield
         finally:
             app.state.engine.dispose()
 
@@ -278,5 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health_router)
-    app.include_router(accounts_views.router)
+    for component in components:
+        if hasattr(component, "router"):
+            app.include_router(component.router)
     return app
