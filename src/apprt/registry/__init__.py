@@ -1,0 +1,1 @@
+"""The registry: publishers, uploads, validation checks, review, publication, search."""
