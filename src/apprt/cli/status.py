@@ -9,7 +9,15 @@ from apprt.cli._output import JsonOption, console, fail_error, print_json
 from apprt.errors import ApprtError
 
 
-def _show(data: dict[str, object], title: str) -> None:
+def _get_and_show(url: str, token: str | None, path: str, title: str, as_json: bool) -> None:
+    try:
+        with Client(url, token) as client:
+            data = client.get_json(path)
+    except ApprtError as exc:
+        fail_error(exc, as_json=as_json)
+    if as_json:
+        print_json(data)
+        return
     table = Table(title=title, show_header=False)
     for key, value in data.items():
         table.add_row(key, str(value))
@@ -18,27 +26,11 @@ def _show(data: dict[str, object], title: str) -> None:
 
 def status(url: str = UrlOption, as_json: bool = JsonOption) -> None:
     """Check the platform's health."""
-    try:
-        with Client(url, None) as client:
-            data = client.get_json("/healthz")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
-    if as_json:
-        print_json(data)
-    else:
-        _show(data, f"apprt at {url}")
+    _get_and_show(url, None, "/healthz", f"apprt at {url}", as_json)
 
 
 def whoami(
     url: str = UrlOption, token: str | None = TokenOption, as_json: bool = JsonOption
 ) -> None:
     """Show the account the token belongs to."""
-    try:
-        with Client(url, token) as client:
-            data = client.get_json("/api/v1/me")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
-    if as_json:
-        print_json(data)
-    else:
-        _show(data, "signed in as")
+    _get_and_show(url, token, "/api/v1/me", "signed in as", as_json)
