@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from apprt.errors import ApprtError
 from apprt.logging import configure_logging
 from apprt.server import create_app
 from apprt.settings import Settings
+from tests.conftest import CliResult
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -273,7 +274,7 @@ def _me(base: str, token: str) -> httpx.Response:
     return httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
 
 
-def test_apprt_serve_end_to_end(tmp_path: Path) -> None:
+def test_apprt_serve_end_to_end(tmp_path: Path, apprt: Callable[..., CliResult]) -> None:
     data = tmp_path / "platform"
     log = tmp_path / "serve.log"
     token_file = data / "admin.token"
@@ -287,6 +288,12 @@ def test_apprt_serve_end_to_end(tmp_path: Path) -> None:
         first = _me(base, token)
         assert first.status_code == 200 and first.json()["role"] == "platform_admin"
         assert _me(base, "apprt_wrong").status_code == 401
+        # The client commands against the live platform.
+        assert apprt("status", "--url", base, "--json").json()["database"] == "ok"
+        me = apprt("whoami", "--url", base, "--token", token, "--json")
+        assert me.exit_code == 0 and me.json()["name"] == "admin"
+        refused = apprt("whoami", "--url", base, "--token", "apprt_wrong", "--json")
+        assert refused.exit_code == 1 and refused.json()["problems"]
     output = log.read_text()
     assert f"listening on {base}" in output
     assert str(token_file) in output
