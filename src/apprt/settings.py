@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default=None, description="Preset the platform admin's API token (else one is generated)."
     )
     log_level: str = "info"
+    session_ttl_hours: float = Field(
+        12, gt=0, description="Lifetime of a browser/CLI session from password login."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:
