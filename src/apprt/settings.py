@@ -43,6 +43,44 @@ class Settings(BaseSettings):
         12, gt=0, description="Lifetime of a browser/CLI session from password login."
     )
 
+    # -- runtime: supervisor, hibernation, logs (apprt.runtime) --
+    runtime_driver: str = Field(
+        "bwrap", description="Sandbox driver: bwrap (default on Linux) or process (development)."
+    )
+    allow_untrusted_process_driver: bool = Field(
+        False, description="Let the process driver run apps not marked trusted (unsafe)."
+    )
+    runtime_run_dir: Path | None = Field(
+        default=None,
+        description="Where instances' Unix sockets live; defaults to <data_dir>/run "
+        "(or a short directory under /tmp when that path is too long for a socket).",
+    )
+    runtime_stop_on_shutdown: bool = Field(
+        False, description="Stop every sandbox when the platform stops (else they are re-adopted)."
+    )
+    idle_timeout_s: float = Field(
+        300, ge=0, description="Suspend an instance after this long without a request; 0: never."
+    )
+    crash_loop_count: int = Field(5, ge=1, description="Crashes within the window that mean Failed.")
+    crash_loop_window_s: float = Field(60, gt=0, description="Window of the crash loop count.")
+    restart_backoff_s: float = Field(0.1, ge=0, description="First restart delay after a crash.")
+    restart_backoff_max_s: float = Field(10, ge=0, description="Longest restart delay.")
+    runtime_watch_interval_s: float = Field(
+        0.25, gt=0, description="How often the supervisor checks instances (exit, idle, logs)."
+    )
+    instance_log_max_bytes: int = Field(
+        1_048_576, ge=4096, description="Size of an instance's log file before it is rotated."
+    )
+    instance_log_generations: int = Field(3, ge=1, description="Rotated log files kept.")
+    # -- gateway (apprt.gateway) --
+    gateway_max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, description="Largest request body the gateway forwards (413)."
+    )
+    gateway_rate_per_s: float = Field(
+        1000, gt=0, description="Requests per second per app and org (token bucket; 429)."
+    )
+    gateway_rate_burst: int = Field(2000, ge=1, description="Token bucket size of that limit.")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
