@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from apprt.cli import cli
+from apprt.db.engine import make_engine, session_factory
+from apprt.db.migrate import upgrade_to_head
 from apprt.server import create_app
 from apprt.settings import Settings
 
@@ -63,8 +66,20 @@ def apprt() -> Callable[..., CliResult]:
     """Run ``apprt ARGS...`` in-process; returns exit code, stdout and stderr."""
     runner = CliRunner()
 
-    def run(*args: object) -> CliResult:
-        result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    def run(*args: object, input: str | None = None) -> CliResult:
+        result = runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+@pytest.fixture
+def db_session(settings: Settings) -> Iterator[Session]:
+    """A session on a fresh database migrated to head (not committed unless you do)."""
+    engine = make_engine(settings)
+    upgrade_to_head(engine)
+    try:
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()

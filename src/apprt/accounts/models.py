@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from apprt.db.base import Base, utcnow
 
 
 class Role(StrEnum):
-    """A user's platform-wide role (org-level grants come later with orgs)."""
+    """A user's platform-wide role; roles inside an organization are :class:`OrgRole`."""
 
     PLATFORM_ADMIN = "platform_admin"
     ORG_ADMIN = "org_admin"
@@ -46,6 +46,8 @@ class User(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled: Mapped[bool] = mapped_column(default=False)
+    #: Argon2id hash (argon2-cffi's encoded form); None: the user logs in by token only.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -68,8 +70,63 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Session tokens (from password login) expire; API tokens do not unless revoked.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.id} {self.prefix}… user={self.user_id}>"
+
+
+class OrgRole(StrEnum):
+    """A user's role inside one organization."""
+
+    ORG_ADMIN = "org_admin"
+    MEMBER = "member"
+
+
+class Organization(Base):
+    """A tenant: its own installed apps, settings, data and quotas."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Quotas checked by the install engine's resource-allocation step.
+    max_apps: Mapped[int] = mapped_column(default=50)
+    max_memory_mb: Mapped[int] = mapped_column(default=8192)
+    max_storage_mb: Mapped[int] = mapped_column(default=10240)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="organization", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Organization {self.id} {self.slug!r}>"
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[OrgRole] = mapped_column(
+        Enum(
+            OrgRole,
+            native_enum=False,
+            create_constraint=False,
+            length=32,
+            validate_strings=True,
+            values_callable=lambda roles: [role.value for role in roles],
+        ),
+        default=OrgRole.MEMBER,
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship()

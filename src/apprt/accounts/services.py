@@ -19,7 +19,7 @@ import os
 import secrets
 import string
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -59,16 +59,30 @@ def display_prefix(token: str) -> str:
     return token[:4]  # a preset token of another shape: show little of it
 
 
-def _add_token(session: Session, user: User, token: str, name: str) -> ApiToken:
-    row = ApiToken(user=user, name=name, prefix=display_prefix(token), token_hash=hash_token(token))
+def _add_token(
+    session: Session, user: User, token: str, name: str, expires_at: datetime | None = None
+) -> ApiToken:
+    row = ApiToken(
+        user=user,
+        name=name,
+        prefix=display_prefix(token),
+        token_hash=hash_token(token),
+        expires_at=expires_at,
+    )
     session.add(row)
     return row
 
 
-def create_token(session: Session, user: User, name: str) -> str:
-    """Mint a new token for ``user``; the returned string is the only copy of it."""
+def create_token(
+    session: Session, user: User, name: str, *, expires_in: timedelta | None = None
+) -> str:
+    """Mint a new token for ``user``; the returned string is the only copy of it.
+
+    ``expires_in`` makes a session token (password login); API tokens never expire.
+    """
     token = generate_token()
-    _add_token(session, user, token, name)
+    expires_at = utcnow() + expires_in if expires_in is not None else None
+    _add_token(session, user, token, name, expires_at)
     session.flush()
     return token
 
@@ -85,9 +99,11 @@ def authenticate(session: Session, token: str) -> User | None:
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None
+    now = utcnow()
     if row.revoked_at is not None or row.user.disabled:
         return None
-    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
     return row.user

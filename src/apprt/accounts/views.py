@@ -7,15 +7,19 @@ Every authenticated route takes ``user: CurrentUser``. Clients send
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, ClassVar
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
-from apprt.accounts.models import Role, User
-from apprt.accounts.services import authenticate
+from apprt.accounts import orgs
+from apprt.accounts.models import ApiToken, Organization, OrgRole, Role, User
+from apprt.accounts.orgs import ForbiddenError
+from apprt.accounts.services import authenticate, create_token, hash_token
+from apprt.db.base import utcnow
 from apprt.db.dependencies import DbSession
 from apprt.errors import ApprtError, Problem
 
@@ -49,19 +53,45 @@ class NotAuthenticatedError(ApprtError):
         self.headers = {"WWW-Authenticate": challenge}
 
 
-def current_user(
-    session: DbSession,
+#: The cookie a password login sets for browsers (HttpOnly, SameSite=Strict).
+SESSION_COOKIE = "apprt_session"
+
+
+def presented_token(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The token the caller sent: ``Authorization: Bearer`` first, else the session cookie."""
+    if credentials is not None:
+        return credentials.credentials
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def current_user(
+    session: DbSession, token: Annotated[str | None, Depends(presented_token)]
 ) -> User:
-    if credentials is None:
+    if token is None:
         raise NotAuthenticatedError("no bearer token", invalid_token=False)
-    user = authenticate(session, credentials.credentials)
+    user = authenticate(session, token)
     if user is None:
-        raise NotAuthenticatedError("unknown, revoked or disabled user's token", invalid_token=True)
+        raise NotAuthenticatedError(
+            "unknown, expired, revoked or disabled user's token", invalid_token=True
+        )
     return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def platform_admin(user: CurrentUser) -> User:
+    if user.role is not Role.PLATFORM_ADMIN:
+        raise ForbiddenError.single(
+            "this needs the platform admin", location="Authorization", hint="use an admin token"
+        )
+    return user
+
+
+PlatformAdmin = Annotated[User, Depends(platform_admin)]
 
 
 class UserOut(BaseModel):
@@ -76,3 +106,154 @@ class UserOut(BaseModel):
 @router.get("/me", summary="The user the token belongs to")
 def me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
+
+
+# -- sessions and tokens ------------------------------------------------------------
+
+
+class LoginIn(BaseModel):
+    name: str
+    password: str
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: datetime | None
+    user: UserOut
+
+
+@router.post("/login", summary="Exchange a user name and password for a session token")
+def login(body: LoginIn, session: DbSession, request: Request, response: Response) -> TokenOut:
+    user = orgs.check_password(session, body.name, body.password)
+    ttl = timedelta(hours=request.app.state.settings.session_ttl_hours)
+    token = create_token(session, user, "session", expires_in=ttl)
+    expires_at = utcnow() + ttl
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(ttl.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return TokenOut(token=token, expires_at=expires_at, user=UserOut.model_validate(user))
+
+
+@router.post("/logout", status_code=204, summary="Revoke the token used for this request")
+def logout(
+    user: CurrentUser,
+    session: DbSession,
+    token: Annotated[str | None, Depends(presented_token)],
+    response: Response,
+) -> None:
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token or ""))
+    ).one()
+    row.revoked_at = utcnow()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+@router.post("/tokens", status_code=201, summary="Create an API token for yourself")
+def new_token(body: TokenIn, user: CurrentUser, session: DbSession) -> TokenOut:
+    token = create_token(session, user, body.name)
+    return TokenOut(token=token, expires_at=None, user=UserOut.model_validate(user))
+
+
+# -- users --------------------------------------------------------------------------
+
+
+class UserIn(BaseModel):
+    name: str
+    password: str | None = None
+    platform_admin: bool = False
+
+
+@router.post("/users", status_code=201, summary="Create a user (platform admin)")
+def create_user(body: UserIn, _: PlatformAdmin, session: DbSession) -> UserOut:
+    role = Role.PLATFORM_ADMIN if body.platform_admin else Role.MEMBER
+    user = orgs.create_user(session, body.name, password=body.password, role=role)
+    return UserOut.model_validate(user)
+
+
+@router.get("/users", summary="Every user (platform admin)")
+def list_users(_: PlatformAdmin, session: DbSession) -> list[UserOut]:
+    return [UserOut.model_validate(u) for u in session.scalars(select(User).order_by(User.name))]
+
+
+# -- organizations ------------------------------------------------------------------
+
+
+class OrgIn(BaseModel):
+    slug: str
+    name: str | None = None
+    admin: str | None = Field(None, description="A user to make the organization's admin")
+
+
+class OrgOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    slug: str
+    name: str
+    created_at: datetime
+    max_apps: int
+    max_memory_mb: int
+    max_storage_mb: int
+
+
+class MemberOut(BaseModel):
+    user: str
+    role: OrgRole
+
+
+class MemberIn(BaseModel):
+    role: OrgRole = OrgRole.MEMBER
+
+
+@router.post("/orgs", status_code=201, summary="Create an organization (platform admin)")
+def create_org(body: OrgIn, _: PlatformAdmin, session: DbSession) -> OrgOut:
+    org = orgs.create_org(session, body.slug, name=body.name)
+    if body.admin:
+        orgs.grant(session, org, orgs.user_by_name(session, body.admin), OrgRole.ORG_ADMIN)
+    return OrgOut.model_validate(org)
+
+
+@router.get("/orgs", summary="The organizations you belong to (all, for the platform admin)")
+def list_orgs(user: CurrentUser, session: DbSession) -> list[OrgOut]:
+    return [OrgOut.model_validate(o) for o in orgs.orgs_of(session, user)]
+
+
+@router.get("/orgs/{org}", summary="One organization")
+def get_org(org: str, user: CurrentUser, session: DbSession) -> OrgOut:
+    return OrgOut.model_validate(orgs.org_for(session, user, org))
+
+
+def _members(org: Organization) -> list[MemberOut]:
+    return sorted(
+        (MemberOut(user=m.user.name, role=m.role) for m in org.memberships),
+        key=lambda m: m.user,
+    )
+
+
+@router.get("/orgs/{org}/members", summary="Members of an organization")
+def list_members(org: str, user: CurrentUser, session: DbSession) -> list[MemberOut]:
+    return _members(orgs.org_for(session, user, org))
+
+
+@router.put("/orgs/{org}/members/{name}", summary="Add a member or change their role")
+def put_member(
+    org: str, name: str, body: MemberIn, user: CurrentUser, session: DbSession
+) -> MemberOut:
+    target = orgs.org_for(session, user, org, need=OrgRole.ORG_ADMIN)
+    membership = orgs.grant(session, target, orgs.user_by_name(session, name), body.role)
+    return MemberOut(user=name, role=membership.role)
+
+
+@router.delete("/orgs/{org}/members/{name}", status_code=204, summary="Remove a member")
+def delete_member(org: str, name: str, user: CurrentUser, session: DbSession) -> None:
+    target = orgs.org_for(session, user, org, need=OrgRole.ORG_ADMIN)
+    orgs.revoke(session, target, orgs.user_by_name(session, name))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import typer
 
 from apprt import PLATFORM_API_VERSION, __version__
-from apprt.cli import app_cmd, keys, schema, serve, status
+from apprt.cli import app_cmd, keys, org, schema, serve, status, user
 
 cli = typer.Typer(
     name="apprt",
@@ -24,6 +24,9 @@ cli = typer.Typer(
 cli.add_typer(app_cmd.cli, name="app", help="Develop apps: init, validate, pack, sign, inspect.")
 cli.add_typer(keys.cli, name="keys", help="Ed25519 signing keys for packages.")
 cli.add_typer(schema.cli, name="schema", help="Export JSON Schemas of apprt's formats.")
+cli.add_typer(org.cli, name="org", help="Organizations (tenants) and their members.")
+cli.add_typer(user.cli, name="user", help="Users and their roles in organizations.")
+cli.command("login")(user.login)
 cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
 cli.command("status")(status.status)
 cli.command("whoami")(status.whoami)
