@@ -19,6 +19,26 @@ Lifecycle of a task as the supervisor sees it::
 
 Every handle is plain JSON-serializable data so the supervisor can persist it and
 recover tasks it did not start in this process.
+
+Contract details the supervisor can rely on:
+
+* ``start`` returns only once ``<run_dir>/ingress.sock`` accepts connections; it raises
+  :class:`DriverError` (message: what, where, how to fix) when the task cannot start
+  or dies before listening (the tail of its log is in the message).
+* ``run_dir`` is created by the driver if missing and made writable by the sandbox's
+  user; the platform API socket is expected at ``<run_dir>/platform.sock`` (the app sees
+  it as ``$APPRT_PLATFORM_SOCKET``). Whoever creates it must make it connectable by
+  ``handle.state["uid"]`` (chown it to that uid, or mode 0666).
+* The task's stdout and stderr are appended to ``config.log_path`` (opened
+  ``O_APPEND`` by the driver, written by the sandbox, so it outlives a platform
+  restart); ``None`` discards them.
+* ``wait``/``inspect`` work for tasks adopted by ``recover`` too. The exit status of a
+  task that ended while no platform process was watching may be unknown
+  (``ExitResult(exit_code=None, signal=None, reason=...)``).
+* ``stats`` on a task that has exited returns zeros rather than raising.
+* ``destroy`` is idempotent; ``stop`` on an exited task is a no-op.
+* All methods are blocking and thread-safe; call them from a worker thread
+  (``asyncio.to_thread``) in async code.
 """
 
 from __future__ import annotations
@@ -75,6 +95,7 @@ class TaskConfig:
     resources: Resources
     env: dict[str, str] = field(default_factory=dict)  # extra, already scrubbed
     trusted: bool = False  # the process driver only runs trusted apps unless allowed
+    log_path: Path | None = None  # stdout+stderr appended here (O_APPEND); None: discarded
 
 
 @dataclass
@@ -151,3 +172,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def recover(self, handle: TaskHandle) -> bool:
         """Re-adopt a task started by a previous platform process; False if it is gone."""
+
+    def prepare(self, config: TaskConfig) -> None:  # noqa: B027 - optional hook
+        """Optional: warm whatever makes a later ``start(config)`` fast (e.g. a zygote).
+
+        Safe to call any number of times; the default does nothing. The supervisor may
+        call it when an app is installed or suspended, so that waking it is fast.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release this driver object's own resources (connections, threads).
+
+        Running tasks are *not* stopped: a new driver object recovers them.
+        """
