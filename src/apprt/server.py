@@ -262,7 +262,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
 #: ``router`` (an APIRouter included in the app) and ``lifespan(app)`` (an async
 #: context manager entered after the core above is ready, exited in reverse order).
 #: Adding a domain to the platform is adding its module here.
-COMPONENTS: tuple[str, ...] = ("apprt.accounts.views",)
+COMPONENTS: tuple[str, ...] = (
+    "apprt.accounts.views",
+    "apprt.registry.component",
+)
 
 
 def _load_components() -> list[ModuleType]:
