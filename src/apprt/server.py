@@ -264,6 +264,7 @@ def _start(app: FastAPI, settings: Settings) -> None:
 #: Adding a domain to the platform is adding its module here.
 COMPONENTS: tuple[str, ...] = (
     "apprt.accounts.views",
+    "apprt.jobs.views",
     "apprt.registry.component",
 )
 
