@@ -14,6 +14,7 @@ import typer
 
 from apprt import PLATFORM_API_VERSION, __version__
 from apprt.cli import app_cmd, keys, org, schema, serve, status, user
+from apprt.cli import registry as registry_cmd
 
 cli = typer.Typer(
     name="apprt",
@@ -27,6 +28,8 @@ cli.add_typer(schema.cli, name="schema", help="Export JSON Schemas of apprt's fo
 cli.add_typer(org.cli, name="org", help="Organizations (tenants) and their members.")
 cli.add_typer(user.cli, name="user", help="Users and their roles in organizations.")
 cli.command("login")(user.login)
+cli.add_typer(registry_cmd.cli, name="registry", help="The app registry: publishers, review...")
+cli.command("publish")(registry_cmd.publish)
 cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
 cli.command("status")(status.status)
 cli.command("whoami")(status.whoami)
