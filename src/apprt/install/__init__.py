@@ -1,0 +1,1 @@
+"""Installing apps into organizations: the ten-step job, artifacts and environments."""
