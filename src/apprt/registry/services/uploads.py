@@ -386,7 +386,8 @@ def process_upload(
             publisher = session.get(Publisher, publisher_id)
             assert publisher is not None
             run = _run_checks(env, session, publisher, tuple(scopes), ref, backport, Path(tmp))
-            session.rollback()  # read-only: release the snapshot before writing
+        # (closing the read-only session released its snapshot; what the checks
+        # loaded stays readable, detached)
         failures = run.failures
         if failures:
             problems = [p for o in failures for p in o.problems]
