@@ -45,6 +45,7 @@ from apprt.db.engine import session_scope
 from apprt.errors import PackageError, Problem
 from apprt.package import extract_package
 from apprt.registry.checks import CheckContext, CheckOutcome, timed
+from apprt.registry.checks.archive import relabel
 from apprt.registry.checks.pipeline import EXTRACT_AFTER, PIPELINE
 from apprt.registry.config import RegistryConfig
 from apprt.registry.errors import (
@@ -206,17 +207,18 @@ def _run_checks(
                 stopped = f"the {check.name} check stopped the pipeline"
             continue
         if check.name == EXTRACT_AFTER and outcome.status != CheckStatus.FAIL:
+            stored_as = ""
             try:
                 with env.blob_store.open(ref.digest) as stream:
+                    stored_as = str(getattr(stream, "name", ""))
                     extract_package(stream, workdir / "package")
                 ctx.root = workdir / "package"
             except PackageError as exc:
+                problems = relabel(exc.problems, stored_as)
                 outcomes.append(
                     (
                         "extract",
-                        CheckOutcome(
-                            CheckStatus.FAIL, "extraction failed", exc.problems, stop=True
-                        ),
+                        CheckOutcome(CheckStatus.FAIL, "extraction failed", problems, stop=True),
                         0.0,
                     )
                 )

@@ -1,0 +1,149 @@
+"""End to end: the three examples packed, signed and published by the CLI through the
+HTTP API of a real ``apprt serve`` on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apprt.manifest import load_manifest
+from tests.conftest import CliResult
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+#: Publication order: sales-dashboard depends on crm-connector.
+ORDER = ["crm-connector", "team-notes", "sales-dashboard"]
+STARTUP_TIMEOUT = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def apprt_serve(data_dir: Path, log: Path) -> Iterator[str]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apprt",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "APPRT_RUNTIME_DRIVER": "process"},
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"apprt serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"apprt serve not up after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_examples_are_published_through_the_api_by_the_cli(
+    tmp_path: Path, apprt: Callable[..., CliResult]
+) -> None:
+    packages = {}
+    for name in ORDER:
+        out = tmp_path / f"{name}.apppkg"
+        packed = apprt("app", "pack", EXAMPLES / name, "-o", out, "--offline", "--json")
+        if packed.exit_code != 0 and "cache" in packed.stdout + packed.stderr:
+            pytest.skip(f"{name}'s wheels are not in the wheel cache (run the network tests once)")
+        assert packed.exit_code == 0, packed.stdout + packed.stderr
+        packages[name] = out
+    keys = apprt("keys", "generate", "-o", tmp_path / "keys", "--name", "example")
+    assert keys.exit_code == 0, keys.stderr
+    for pkg in packages.values():
+        signed = apprt("app", "sign", pkg, "--key", tmp_path / "keys" / "example.key")
+        assert signed.exit_code == 0, signed.stderr
+
+    data = tmp_path / "platform"
+    with apprt_serve(data, tmp_path / "serve.log") as base:
+        admin = ["--url", base, "--token", (data / "admin.token").read_text().strip()]
+        created = apprt("registry", "publisher", "create", "example", *admin)
+        assert created.exit_code == 0, created.stderr
+        added = apprt(
+            "registry", "key", "add", "example", tmp_path / "keys" / "example.pub", *admin
+        )
+        assert added.exit_code == 0, added.stderr
+        minted = apprt(
+            "registry", "token", "create", "example", "--scope", "com.example.*", *admin, "--json"
+        )
+        assert minted.exit_code == 0, minted.stderr
+        publisher = ["--url", base, "--token", minted.json()["token"]]
+
+        for name in ORDER:
+            manifest = load_manifest(EXAMPLES / name)
+            published = apprt("publish", packages[name], *publisher)
+            assert published.exit_code == 0, published.stdout + published.stderr
+            # Every check is listed; the examples declare permissions: first versions
+            # are reviewed.
+            for check in ("archive", "signature", "security", "secrets", "permissions"):
+                assert check in published.stdout
+            assert "state: pending_review" in published.stdout
+            queue = apprt("registry", "review", "list", *admin, "--json").json()
+            assert [(q["app_id"], q["version"]) for q in queue] == [(manifest.id, manifest.version)]
+            approved = apprt("registry", "review", "approve", manifest.id, manifest.version, *admin)
+            assert approved.exit_code == 0 and "published" in approved.stdout
+
+        again = apprt("publish", packages["team-notes"], *publisher, "--json")
+        assert again.exit_code == 0 and again.json()["upload"]["idempotent"] is True
+        status = apprt("registry", "status", str(again.json()["upload"]["id"]), *publisher)
+        assert status.exit_code == 0 and "state: published" in status.stdout
+
+        found = apprt("registry", "search", "sales", "--url", base, "--json").json()
+        assert found["results"][0]["app_id"] == "com.example.sales-dashboard"
+        versions = apprt(
+            "registry", "versions", "com.example.crm-connector", "--url", base, "--json"
+        )
+        assert [v["state"] for v in versions.json()] == ["published"]
+        graph = httpx.get(
+            f"{base}/api/v1/registry/apps/com.example.sales-dashboard/versions/1.3.0/dependencies"
+        ).json()
+        assert graph["install_order"] == [
+            "com.example.crm-connector@1.2.0",
+            "com.example.sales-dashboard@1.3.0",
+        ]
+        # A refusal through the CLI: unsigned bytes are rejected with the checks shown.
+        bogus = tmp_path / "bogus.apppkg"
+        bogus.write_bytes(b"not a package")
+        refused = apprt("publish", bogus, *publisher)
+        assert refused.exit_code == 1
+        assert "archive" in refused.stdout and "upload: not a gzip" in refused.stderr
+        assert str(data) not in refused.stdout + refused.stderr  # no server paths
