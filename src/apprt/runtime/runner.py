@@ -33,8 +33,11 @@ first), ``server_paths`` (where uvicorn and h11 live, searched last), ``data_dir
 ``env`` (extra variables), ``log_level``.
 """
 
+# ruff: noqa: PTH101, PTH108, PTH110, PTH208, S108
+# (os.path rather than pathlib: the runner keeps its imports minimal)
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,6 +49,8 @@ STARTUP_FAILURE = 3
 #: Modules of the server stack a zygote imports once so that its children do not.
 SERVER_MODULES = (
     "asyncio",
+    "resource",
+    "traceback",
     "uvicorn.config",
     "uvicorn.server",
     "uvicorn.lifespan.on",
@@ -122,11 +127,10 @@ def serve(spec: dict[str, Any]) -> int:
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if ready_fd is not None and not self.should_exit:
-                try:
-                    os.write(ready_fd, b"R")
+                # nobody listening (the platform restarted): keep serving
+                with contextlib.suppress(OSError):
+                    os.write(ready_fd, b'{"ev": "ready"}')
                     os.close(ready_fd)
-                except OSError:
-                    pass  # nobody is listening (the platform restarted): keep serving
 
     try:
         from uvicorn.importer import import_from_string
@@ -193,8 +197,357 @@ def main(argv: list[str]) -> int:
     return zygote_main(spec)
 
 
+# ---------------------------------------------------------------------------------------
+# The zygote (fork server) of the bwrap driver.
+#
+# It runs inside a bubblewrap sandbox (a user namespace in which it is uid 0 with
+# capabilities, its own mount, net, ipc and uts namespaces, the base seccomp filter),
+# imports the server stack once, and listens on a SOCK_SEQPACKET control socket. A
+# "spawn" request carries the instance's spec and descriptors; for each the zygote
+# forks a *monitor* (C1) which
+#
+#   1. says hello on the instance's status socket (the platform learns its host pid
+#      from SCM_CREDENTIALS and moves it into the instance's cgroups) and waits for go;
+#   2. unshares mount, pid, net, ipc, uts and cgroup namespaces, makes mounts private,
+#      attaches the detached mount trees the platform opened (code, env, data, run
+#      directory) with move_mount, mounts a size-limited tmpfs on /tmp, brings lo up;
+#   3. forks the *server* (C2): pid 1 of the new pid namespace, which mounts its /proc,
+#      switches to the instance's uid and gid (dropping every capability), sets
+#      no_new_privs, loads the instance seccomp filter and rlimits, and only then
+#      imports the app and serves it on the inherited ingress socket;
+#   4. waits for the server and reports its exit (status socket + exit file).
+#
+# No app code ever runs in the zygote or the monitor.
+# ---------------------------------------------------------------------------------------
+
+RUNNER_VERSION = "1"
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWCGROUP = 0x02000000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_MS_RDONLY = 1
+_MS_NOSUID = 2
+_MS_NODEV = 4
+_MS_NOEXEC = 8
+_MS_REMOUNT = 32
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_SYS_MOVE_MOUNT = 429
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_AT_FDCWD = -100
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_MAX_MESSAGE = 1 << 16
+
+
+class _Libc:
+    """The few system calls Python 3.11's ``os`` lacks, through ctypes."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    def _check(self, result: int, what: str) -> None:
+        if result != 0:
+            err = self.ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    def unshare(self, flags: int) -> None:
+        self._check(self.libc.unshare(self.ctypes.c_int(flags)), "unshare")
+
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        enc = self._enc
+        result = self.libc.mount(
+            enc(source), enc(target), enc(fstype), self.ctypes.c_ulong(flags), enc(data)
+        )
+        self._check(result, f"mount {target}")
+
+    def move_mount(self, fd: int, target: str) -> None:
+        c = self.ctypes
+        result = self.libc.syscall(
+            c.c_long(_SYS_MOVE_MOUNT), c.c_int(fd), b"", c.c_int(_AT_FDCWD),
+            target.encode(), c.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
+        )  # fmt: skip
+        self._check(result, f"move_mount {target}")
+
+    def seccomp(self, program: bytes) -> None:
+        import ctypes
+
+        c = ctypes
+
+        class _Fprog(ctypes.Structure):
+            _fields_ = [("len", c.c_ushort), ("filter", c.c_void_p)]
+
+        buf = c.create_string_buffer(program, len(program))
+        prog = _Fprog(len(program) // 8, c.addressof(buf))
+        zero = c.c_ulong(0)
+        self._check(
+            self.libc.prctl(c.c_int(_PR_SET_NO_NEW_PRIVS), c.c_ulong(1), zero, zero, zero),
+            "no_new_privs",
+        )
+        self._check(
+            self.libc.prctl(
+                c.c_int(_PR_SET_SECCOMP), c.c_ulong(_SECCOMP_MODE_FILTER), c.byref(prog), zero, zero
+            ),
+            "seccomp",
+        )
+
+    @staticmethod
+    def _enc(value: str | None) -> bytes | None:
+        return None if value is None else value.encode()
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s, siocgifflags, ifreq))[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _send(sock_fd: int, message: dict[str, Any]) -> None:
+    # the platform is gone (restarting): it reads the exit file instead
+    with contextlib.suppress(OSError):
+        os.write(sock_fd, json.dumps(message).encode())
+
+
+def _monitor(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
+    """C1: wait for the cgroup, build the namespaces, fork the server, report its exit."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    status = fds["status"]
+    _send(status, {"ev": "hello"})
+    import select
+
+    readable, _, _ = select.select([status], [], [], spec.get("go_timeout", 10))
+    reply = os.read(status, _MAX_MESSAGE) if readable else b""
+    if not reply or json.loads(reply).get("ev") != "go":
+        return 70  # the platform aborted (or vanished) before we were in our cgroup
+
+    libc.unshare(
+        _CLONE_NEWNS
+        | _CLONE_NEWPID
+        | _CLONE_NEWNET
+        | _CLONE_NEWIPC
+        | _CLONE_NEWUTS
+        | _CLONE_NEWCGROUP
+    )
+    libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    for role, target in (
+        ("code", "/app"),
+        ("env", "/env"),
+        ("data", "/data"),
+        ("run", "/run/apprt"),
+    ):
+        if role in fds:
+            libc.move_mount(fds[role], target)
+            os.close(fds.pop(role))
+    tmp_mb = int(spec.get("tmp_mb", 16))
+    libc.mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    import socket
+
+    socket.sethostname(spec.get("hostname", "app"))
+    _loopback_up()
+
+    pid = os.fork()
+    if pid == 0:
+        code = 71
+        try:
+            code = _server(spec, fds, libc)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    for role in ("log", "listen"):
+        os.close(fds.pop(role))
+    while True:
+        try:
+            _, wstatus = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    result = {
+        "ev": "exit",
+        "code": os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None,
+        "signal": os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
+    }
+    exit_fd = fds.get("exit")
+    if exit_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(exit_fd, json.dumps(result).encode())
+    _send(status, result)
+    return 0
+
+
+def _server(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
+    """C2: pid 1 of the instance; drops every privilege, then imports the app and serves."""
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    libc.mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+    for cover in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"):
+        if os.path.exists(cover):
+            libc.mount(cover, cover, None, _MS_BIND | _MS_REC, None)
+            libc.mount(
+                None,
+                cover,
+                None,
+                _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                None,
+            )
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(fds["log"], 1)
+    os.dup2(fds["log"], 2)
+    listen = fds["listen"]
+    status = fds["status"]
+    exit_fd = fds.pop("exit", None)
+    if exit_fd is not None:
+        os.close(exit_fd)
+    _close_fds_except({0, 1, 2, listen, status})
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+    uid, gid = int(spec["uid"]), int(spec["gid"])
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # from uid 0: every capability is gone
+    libc.seccomp(bytes.fromhex(spec["seccomp"]))
+
+    os.environ.clear()
+    os.environ.update(spec.get("env", {}))
+    set_rlimits(spec.get("rlimits", {}))
+    sys.path[:0] = spec.get("code_paths", [])
+    sys.argv = ["apprt-runner"]
+    os.chdir(spec.get("data_dir", "/data"))
+    import gc
+
+    gc.unfreeze()
+    spec = dict(spec, listen_fd=listen, ready_fd=status)
+    return serve(spec)
+
+
+def _recv(conn: Any) -> tuple[dict[str, Any], list[int]]:
+    import array
+    import socket
+
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = conn.recvmsg(_MAX_MESSAGE, socket.CMSG_SPACE(64 * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return (json.loads(msg) if msg else {}), list(fds)
+
+
 def zygote_main(spec: dict[str, Any]) -> int:
-    raise NotImplementedError
+    """Serve spawn requests on the control socket until told to exit."""
+    import gc
+    import signal
+    import socket
+
+    set_paths(spec)
+    preload_server()
+    libc = _Libc()
+    path = spec["control"]
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+
+    def reap(_signum: int, _frame: Any) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    gc.collect()
+    gc.freeze()  # keep the heap's pages shared with every forked child
+    print(f"apprt zygote {RUNNER_VERSION} ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except InterruptedError:
+            continue
+        with conn:
+            try:
+                request, fds = _recv(conn)
+            except (OSError, ValueError):
+                continue
+            reply = _handle(request, fds, listener, conn, libc)
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps(reply).encode())
+            if request.get("op") == "exit":
+                return 0
+
+
+def _handle(
+    request: dict[str, Any], fds: list[int], listener: Any, conn: Any, libc: _Libc
+) -> dict[str, Any]:
+    op = request.get("op")
+    if op in ("ping", "exit"):
+        return {"ok": True, "pid": os.getpid(), "version": RUNNER_VERSION}
+    if op != "spawn":
+        return {"ok": False, "error": f"unknown op {op!r}"}
+    spec = request["spec"]
+    roles = spec["fds"]
+    if len(roles) != len(fds):
+        return {"ok": False, "error": f"expected descriptors {roles}, got {len(fds)}"}
+    named = dict(zip(roles, fds, strict=True))
+    pid = os.fork()
+    if pid == 0:
+        code = 72
+        try:
+            listener.close()
+            conn.close()
+            _close_fds_except({0, 1, 2, *named.values()})
+            code = _monitor(spec, named, libc)
+        except BaseException:
+            import traceback
+
+            with contextlib.suppress(OSError, KeyError):
+                os.write(named["log"], traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    return {"ok": True, "pid": pid}
 
 
 if __name__ == "__main__":

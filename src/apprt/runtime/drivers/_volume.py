@@ -1,0 +1,180 @@
+"""Storage quota of an instance's data directory: a loop-mounted ext4 image.
+
+Why an image: the host's filesystem has no project quotas we could turn on without
+remounting it, and a tmpfs would not persist. An ext4 file system of exactly
+``storage_mb`` (sparse file: it takes the disk space actually written) is a real,
+kernel-enforced quota: writes past it fail with ``ENOSPC`` and nothing else on the
+host fills up.
+
+Layout: the image is ``<data_dir>.ext4`` beside the data directory, and it is mounted
+*on* ``data_dir`` (``loop,nosuid,nodev,noexec``) for as long as the instance exists,
+so the host sees the app's files where it expects them; :func:`unmount` on destroy.
+A data directory that already holds files when its image is first created is
+migrated into it. A larger ``storage_mb`` later grows the file system online;
+shrinking is refused (the image keeps its size and a warning is logged).
+
+Costs on this machine: creating an image ~10 ms (once), mounting ~5 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from apprt.runtime.drivers.base import DriverError
+
+log = structlog.get_logger(__name__)
+
+SUFFIX = ".ext4"
+JOURNAL_MIN_MB = 32  # below this the journal would eat much of the quota
+MOUNT_OPTIONS = "loop,nosuid,nodev,noexec"
+
+
+def available() -> tuple[bool, str]:
+    """Whether loop-mounted images work here, and why not."""
+    if os.geteuid() != 0:
+        return False, "loop mounts need root"
+    missing = [t for t in ("mkfs.ext4", "mount", "umount", "losetup") if not shutil.which(t)]
+    if missing:
+        return False, f"missing {', '.join(missing)} (apt-get install e2fsprogs mount util-linux)"
+    if not Path("/dev/loop-control").exists():
+        return (
+            False,
+            "/dev/loop-control is missing (no loop device support in this kernel/container)",
+        )
+    return True, "ext4 image per data directory, loop-mounted"
+
+
+def image_path(data_dir: Path) -> Path:
+    return data_dir.with_name(data_dir.name + SUFFIX)
+
+
+def _mount_source(target: Path) -> str | None:
+    """The source device of the mount on ``target``, or None if it is not a mount point."""
+    wanted = str(target)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            left, _, right = line.partition(" - ")
+            if left.split()[4] == wanted:
+                return right.split()[1]
+    return None
+
+
+def is_mounted(data_dir: Path) -> bool:
+    return _mount_source(data_dir.resolve()) is not None
+
+
+def _run(cmd: list[str], what: str) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DriverError(
+            f"{what} failed ({' '.join(cmd)}): {result.stderr.strip() or result.stdout.strip()}"
+        )
+
+
+def _mkfs(image: Path, size_mb: int, uid: int, gid: int) -> None:
+    with image.open("wb") as f:
+        f.truncate(size_mb << 20)
+    image.chmod(0o600)
+    features = [] if size_mb >= JOURNAL_MIN_MB else ["-O", "^has_journal"]
+    _run(
+        [
+            "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "apprt-data", *features,
+            "-E", f"root_owner={uid}:{gid},lazy_itable_init=1,lazy_journal_init=1",
+            str(image),
+        ],
+        "creating the data volume",
+    )  # fmt: skip
+
+
+def ensure_mounted(data_dir: Path, size_mb: int, uid: int, gid: int) -> None:
+    """Mount (creating or growing if needed) the ``size_mb`` volume on ``data_dir``."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    image = image_path(data_dir)
+    if is_mounted(data_dir):
+        _grow(data_dir, image, size_mb)
+        os.chown(data_dir, uid, gid)
+        return
+    if not image.exists():
+        _mkfs(image, size_mb, uid, gid)
+        if any(data_dir.iterdir()):
+            _migrate(data_dir, image, uid, gid)
+    elif any(data_dir.iterdir()):
+        raise DriverError(
+            f"{data_dir} is not empty but its data lives in the volume {image}; move the "
+            f"stray files away (they would be hidden under the mount)"
+        )
+    _run(["mount", "-o", MOUNT_OPTIONS, str(image), str(data_dir)], f"mounting {image}")
+    with contextlib.suppress(OSError):
+        _run(["mount", "--make-private", str(data_dir)], "making the volume private")
+    _grow(data_dir, image, size_mb)
+    os.chown(data_dir, uid, gid)
+
+
+def _grow(data_dir: Path, image: Path, size_mb: int) -> None:
+    current = image.stat().st_size >> 20
+    if size_mb < current:
+        log.warning(
+            "storage quota lowered below the volume size; keeping the larger volume",
+            volume=str(image),
+            current_mb=current,
+            requested_mb=size_mb,
+        )
+        return
+    if size_mb == current:
+        return
+    device = _mount_source(data_dir)
+    if device is None or not device.startswith("/dev/loop"):
+        return
+    with image.open("r+b") as f:
+        f.truncate(size_mb << 20)
+    _run(["losetup", "-c", device], "resizing the loop device")
+    _run(["resize2fs", device], "growing the data volume")
+
+
+def _migrate(data_dir: Path, image: Path, uid: int, gid: int) -> None:
+    """Move what ``data_dir`` already holds into its new volume."""
+    with tempfile.TemporaryDirectory(prefix=".apprt-migrate-", dir=data_dir.parent) as tmp:
+        _run(["mount", "-o", MOUNT_OPTIONS, str(image), tmp], f"mounting {image}")
+        try:
+            for entry in data_dir.iterdir():
+                target = Path(tmp) / entry.name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, target, symlinks=True)
+                else:
+                    shutil.copy2(entry, target, follow_symlinks=False)
+            for root, dirs, files in os.walk(tmp):
+                for name in dirs + files:
+                    os.lchown(Path(root) / name, uid, gid)
+        finally:
+            _run(["umount", tmp], "unmounting the migration mount")
+    for entry in data_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def unmount(data_dir: Path) -> None:
+    """Unmount the volume from ``data_dir`` (lazily if something still holds it)."""
+    data_dir = data_dir.resolve()
+    if not is_mounted(data_dir):
+        return
+    result = subprocess.run(["umount", str(data_dir)], capture_output=True, check=False)
+    if result.returncode != 0:
+        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True, check=False)
+
+
+def usage_bytes(data_dir: Path) -> int | None:
+    """Bytes used on the mounted volume (statvfs), or None if it is not mounted."""
+    if not is_mounted(data_dir):
+        return None
+    st = os.statvfs(data_dir)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
