@@ -1,9 +1,10 @@
 """Properties over random small registries.
 
-Whatever the registry, request and installed set: ``resolve`` returns a plan that
-satisfies every range and the platform, with dependencies before dependents, or
-raises :class:`ResolutionError`, never anything else. Without installed apps a
-brute-force search over every assignment agrees on whether a plan exists.
+Whatever the registry (acyclic or not), request and installed set: ``resolve``
+returns a plan that satisfies every range and the platform, with dependencies before
+dependents (when there is no cycle), or raises :class:`ResolutionError`, never
+anything else. Without installed apps a brute-force search over every assignment
+agrees on whether a plan exists.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ APPS = [f"com.a{i}" for i in range(5)]
 
 
 @st.composite
-def registries(draw: st.DrawFn) -> list[Candidate]:
+def registries(draw: st.DrawFn, cyclic: bool = False) -> list[Candidate]:
     count = draw(st.integers(1, len(APPS)))
     candidates = []
     for i in range(count):
         versions = draw(st.lists(st.sampled_from(VERSIONS), min_size=1, max_size=4, unique=True))
         for version in versions:
             # Dependencies only on later apps (acyclic), sometimes on an unknown one.
-            targets = [*APPS[i + 1 : count], "com.unknown"]
+            targets = [*(APPS[:count] if cyclic else APPS[i + 1 : count]), "com.unknown"]
             deps = draw(
                 st.dictionaries(st.sampled_from(targets), st.sampled_from(RANGES), max_size=2)
             )
@@ -62,6 +63,8 @@ def check_plan(
     requested: Mapping[str, str],
     installed: Mapping[str, str],
     platform: str,
+    *,
+    ordered: bool = True,
 ) -> None:
     resolved = plan.resolved
     for app_id, rng in requested.items():
@@ -85,7 +88,7 @@ def check_plan(
         if step.yanked:
             assert step.version in pins.get(step.app_id, set()), step
         for dep in step.dependencies:
-            if dep in position:
+            if ordered and dep in position:
                 assert position[dep] < position[step.app_id], (dep, step)
     for app_id, candidate in resolved.items():
         if app_id not in position:
@@ -165,3 +168,23 @@ def test_a_plan_exists_exactly_when_brute_force_finds_one(data: st.DataObject) -
         return
     check_plan(plan, requested, {}, platform)
     assert brute_force_exists(candidates, requested, platform)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_cyclic_registries_give_valid_plans_or_resolution_errors(data: st.DataObject) -> None:
+    candidates = data.draw(registries(cyclic=True))
+    apps = sorted({c.app_id for c in candidates})
+    requested = data.draw(requests(apps))
+    platform = data.draw(st.sampled_from(PLATFORMS))
+    installed = data.draw(
+        st.dictionaries(st.sampled_from(apps), st.sampled_from(VERSIONS), max_size=2)
+    )
+    try:
+        plan = resolve(
+            requested, InMemoryIndex(candidates), installed=installed, platform_version=platform
+        )
+    except ResolutionError as error:
+        assert error.problems
+        return
+    check_plan(plan, requested, installed, platform, ordered=False)

@@ -272,8 +272,8 @@ def test_clash_between_request_and_dependency() -> None:
     with pytest.raises(ResolutionError) as error:
         resolve({"com.a": "^2", "com.c": "^2"}, CLASH)
     assert reasons(error) == [
-        "you asked for com.c ^2, but com.a 2.0.0 needs com.c ^1 (because you asked for "
-        "com.a ^2); no version of com.c satisfies both ^1 and ^2"
+        "com.a 2.0.0 needs com.c ^1 (because you asked for com.a ^2), but you asked for "
+        "com.c ^2; no version of com.c satisfies both ^1 and ^2"
     ]
 
 
@@ -388,3 +388,72 @@ def test_candidate_hash_and_str() -> None:
     assert hash(a) == hash(C("com.a", "1.0.0", {}, "*"))
     assert {a: 1}[C("com.a", "1.0.0", {"com.b": "^1"}, "^1")] == 1
     assert str(a) == "com.a 1.0.0"
+
+
+# -- dead ends (clashes with the request deep down a chain) --------------------------
+
+
+def chain_index(depth: int, versions: int) -> InMemoryIndex:
+    """``com.l00`` needs ``com.l01`` ^2 needs ... ``com.lNN`` ^2, every level with
+    ``versions`` 2.x versions, the last level with 1.0.0 too."""
+    candidates = []
+    for level in range(depth):
+        for minor in range(versions):
+            deps = {f"com.l{level + 1:02d}": "^2"} if level + 1 < depth else {}
+            candidates.append(C(f"com.l{level:02d}", f"2.{minor}.0", deps, "*"))
+    candidates.append(C(f"com.l{depth - 1:02d}", "1.0.0", {}, "*"))
+    return InMemoryIndex(candidates)
+
+
+def test_clash_with_the_request_far_down_a_chain_is_fast_and_explained() -> None:
+    index = chain_index(depth=30, versions=5)
+    with pytest.raises(ResolutionError) as error:
+        resolve({"com.l00": "^2", "com.l29": "^1"}, index)
+    # Without pruning dead ends, resolvelib retries every combination above the clash.
+    assert reasons(error) == [
+        "com.l28 2.4.0 needs com.l29 ^2 (because you asked for com.l00 ^2, com.l00 2.4.0 "
+        "needs com.l01 ^2, com.l01 2.4.0 needs com.l02 ^2, 24 more steps, com.l26 2.4.0 "
+        "needs com.l27 ^2 and com.l27 2.4.0 needs com.l28 ^2), but you asked for com.l29 ^1; "
+        "no version of com.l29 satisfies both ^2 and ^1 "
+        "(the other versions at each step are ruled out too)"
+    ]
+    problem = error.value.problems[0]
+    assert problem.location == "com.l29"
+    assert problem.hint == (
+        "relax one of these ranges, or ask for other versions of the apps that declare them"
+    )
+
+
+def test_dead_end_through_the_platform() -> None:
+    index = InMemoryIndex(
+        [
+            C("com.a", "1.0.0", {"com.b": "^1"}, "*"),
+            C("com.b", "1.0.0", {}, "^2"),
+            C("com.b", "1.1.0", {}, "^2"),
+        ]
+    )
+    with pytest.raises(ResolutionError) as error:
+        resolve({"com.a": "^1"}, index, platform_version="1.0.0")
+    assert reasons(error) == [
+        "com.a 1.0.0 needs com.b ^1 (because you asked for com.a ^1), but com.b 1.0.0 and "
+        "1.1.0 need platform API ^2, and this platform's API is 1.0.0"
+    ]
+
+
+def test_dead_end_versions_are_skipped_for_one_that_works() -> None:
+    index = chain_index(depth=10, versions=3)
+    index.add(C("com.l00", "2.9.0", {"com.l09": "^1"}, "*"))  # does not go through the chain
+    plan = resolve({"com.l00": "^2", "com.l09": "^1"}, index)
+    assert names(plan) == ["com.l09 1.0.0", "com.l00 2.9.0"]
+
+
+def test_cycles_do_not_make_dead_ends() -> None:
+    index = InMemoryIndex(
+        [
+            C("com.p", "1.0.0", {"com.q": "^1"}, "*"),
+            C("com.q", "1.0.0", {"com.p": "^1", "com.r": "^1"}, "*"),
+            C("com.r", "1.0.0", {}, "*"),
+        ]
+    )
+    plan = resolve({"com.p": "^1", "com.r": "^1"}, index)
+    assert names(plan) == ["com.r 1.0.0", "com.p 1.0.0", "com.q 1.0.0"]

@@ -24,8 +24,8 @@ Example::
     ...     resolve({"com.sales": "^2", "com.crm": "^2"}, index, platform_version="1.0.0")
     ... except ResolutionError as error:
     ...     print(error)
-    com.crm: you asked for com.crm ^2, but com.sales 2.1.0 needs com.crm ^1.2 (because you \
-asked for com.sales ^2); no version of com.crm satisfies both ^1.2 and ^2 (relax one of \
+    com.crm: com.sales 2.1.0 needs com.crm ^1.2 (because you asked for com.sales ^2), but \
+you asked for com.crm ^2; no version of com.crm satisfies both ^1.2 and ^2 (relax one of \
 these ranges, or ask for other versions of the apps that declare them)
 
 Rules (see ``docs/resolver.md``):
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
+from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep
 
 from apprt import PLATFORM_API_VERSION
 from apprt.errors import Problem
@@ -65,6 +65,7 @@ from apprt.resolve._model import (
     ResolutionError,
 )
 from apprt.resolve._provider import Provider, Requirement
+from apprt.resolve._resolution import IncrementalResolution, connected_mapping
 from apprt.versioning import Version, VersionError, parse_range, parse_version
 
 __all__ = [
@@ -99,18 +100,16 @@ def resolve(
     range, an installed version or the platform version does not parse.
     """
     platform = _check_inputs(requested, installed, platform_version)
-    provider = Provider(
-        index, installed=installed, requested=requested.keys(), platform_version=platform
-    )
+    provider = Provider(index, installed=installed, requested=requested, platform_version=platform)
     roots = [Requirement(app_id, rng, "request") for app_id, rng in sorted(requested.items())]
     roots += [
         Requirement(app_id, "*", "installed")
         for app_id in sorted(installed)
         if app_id not in requested
     ]
-    resolver: Resolver[Requirement, Candidate, str] = Resolver(provider, BaseReporter())
+    resolution = IncrementalResolution(provider, BaseReporter())
     try:
-        result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
+        state = resolution.resolve(roots, max_rounds=MAX_ROUNDS)
     except ResolutionImpossible as exc:
         raise ResolutionError(
             Explainer(provider).problems(list(exc.causes)), title="no install plan"
@@ -126,7 +125,8 @@ def resolve(
             ],
             title="no install plan",
         ) from None
-    resolved = {app_id: result.mapping[app_id] for app_id in sorted(result.mapping)}
+    mapping = connected_mapping(state)
+    resolved = {app_id: mapping[app_id] for app_id in sorted(mapping)}
     steps = [c for c in dependency_order(resolved) if not provider.is_installed(c)]
     upgrades = {c.app_id: installed[c.app_id] for c in steps if c.app_id in installed}
     return InstallPlan(steps=steps, resolved=resolved, upgrades=upgrades)

@@ -25,10 +25,14 @@ from collections.abc import Iterable, Sequence
 from apprt.errors import Problem
 from apprt.resolve._model import Candidate
 from apprt.resolve._provider import Info, Provider, Requirement, _Entry, exact_pin, version_of
-from apprt.versioning import parse_range
+from apprt.resolve._prune import DeadEnd
+from apprt.versioning import Version, parse_range
 
 #: How many versions an "available: ..." list shows before eliding the oldest.
 MAX_LISTED_VERSIONS = 12
+CLASH_HINT = "relax one of these ranges, or ask for other versions of the apps that declare them"
+#: How many steps of a dead-end chain are shown before the middle is elided.
+MAX_CHAIN_CLAUSES = 6
 #: How many versions of one app a sentence names before counting the rest.
 MAX_NAMED_PARENTS = 4
 
@@ -243,10 +247,7 @@ class Explainer:
                     "upgraded too, or relax the other range"
                 )
             else:
-                hint = (
-                    "relax one of these ranges, or ask for other versions of the apps that "
-                    "declare them"
-                )
+                hint = CLASH_HINT
             return Problem(
                 reason=f"{_but(statements)}; no version of {app_id} satisfies {both}",
                 location=app_id,
@@ -295,16 +296,108 @@ class Explainer:
             )
             hints.append(f"pin an exact version (={versions[-1]}) to install a yanked version")
         if other:
-            reasons.append(
-                f"{app_id} {_join(_versions(other))} would fit but "
-                f"{_plural(len(other), 'its', 'their')} own requirements cannot be met "
-                "alongside the rest"
-            )
-            hints.append("see the other problems listed")
+            newest = max(other, key=lambda e: e.version).candidate
+            dead_end = self.p.dead_ends.reason(newest)
+            listed = _join(_versions(other))
+            if dead_end is not None and not reasons:
+                # Every version that fits is a dead end: the chain is the explanation,
+                # and the app at its end is where the problem is.
+                leaf = _leaf(dead_end)
+                return Problem(
+                    reason=self.render_dead_end(dead_end, lead=statements),
+                    location=leaf.app_id,
+                    hint=self._dead_end_hint(leaf),
+                )
+            if dead_end is not None:
+                verb = _plural(len(other), "it cannot", "none can")
+                reasons.append(
+                    f"{app_id} {listed} would fit but {verb} be installed: "
+                    f"{self.render_dead_end(dead_end)}"
+                )
+                hints.append(self._dead_end_hint(_leaf(dead_end)))
+            else:
+                reasons.append(
+                    f"{app_id} {listed} would fit but "
+                    f"{_plural(len(other), 'its', 'their')} own requirements cannot be met "
+                    "alongside the rest"
+                )
+                hints.append("see the other problems listed")
         return Problem(
             reason=f"{_join(statements)}; {'; '.join(reasons)}",
             location=app_id,
             hint="; ".join(hints),
+        )
+
+    def render_dead_end(self, dead_end: DeadEnd, lead: Sequence[str] = ()) -> str:
+        """A dead end as the requirement nothing satisfies, with the chain of needs
+        that leads to it (after ``lead``, the clauses that brought its top in)."""
+        steps: list[DeadEnd] = []
+        step: DeadEnd | None = dead_end
+        while step is not None:
+            steps.append(step)
+            step = step.next if step.kind == "dead" else None
+        alternatives = any(len(s.options) > 1 for s in steps if s.kind == "dead")
+        needs = [f"{s.candidate} needs {s.app_id} {s.range_text.strip() or '*'}" for s in steps]
+        leaf = steps[-1]
+        if leaf.kind == "dead":
+            cause = f", and no version of {leaf.app_id} there can be installed"
+        else:
+            cause = self._dead_end_cause(leaf)
+        because = [*lead, *needs[:-1]]
+        if len(because) > MAX_CHAIN_CLAUSES:
+            head = MAX_CHAIN_CLAUSES // 2
+            tail = MAX_CHAIN_CLAUSES - head - 1
+            hidden = len(because) - head - tail
+            because = [*because[:head], f"{hidden} more steps", *because[-tail:]]
+        text = needs[-1]
+        if because:
+            text += f" (because {_join(because)})"
+        text += cause
+        if alternatives:
+            text += " (the other versions at each step are ruled out too)"
+        return text
+
+    def _dead_end_hint(self, leaf: DeadEnd) -> str:
+        app_id, declared = leaf.app_id, leaf.range_text.strip() or "*"
+        if leaf.kind == "unknown":
+            return f"check the app id, or publish {app_id} first"
+        if leaf.kind == "platform":
+            return (
+                f"ask for versions whose dependencies support platform API "
+                f"{self.p.platform_version}, or wait for a version of {app_id} that does"
+            )
+        if leaf.kind == "empty" and app_id in self.p.root_ranges:
+            return (
+                "relax one of these ranges, or ask for other versions of the apps that declare them"
+            )
+        if leaf.kind == "empty":
+            return (
+                f"ask for another version of {leaf.candidate.app_id}, or publish a version of "
+                f"{app_id} in {declared}"
+            )
+        return "ask for other versions of the apps in this chain"
+
+    def _dead_end_cause(self, step: DeadEnd) -> str:
+        app_id, declared = step.app_id, step.range_text.strip() or "*"
+        if step.kind == "unknown":
+            return f", but there is no app {app_id} in the registry"
+        if step.kind == "platform":
+            platforms = _join(sorted({c.platform for c in step.options}), "or")
+            versions = _join([c.version for c in sorted(step.options, key=_version_key)])
+            return (
+                f", but {app_id} {versions} {_plural(len(step.options), 'needs', 'need')} "
+                f"platform API {platforms}, and this platform's API is {self.p.platform_version}"
+            )
+        entries = self.p.entries(app_id)
+        requested = self.p.root_ranges.get(app_id, [])
+        if requested and any(parse_range(declared).contains(e.version) for e in entries):
+            asked = requested[0].strip() or "*"
+            return (
+                f", but you asked for {app_id} {asked}; no version of {app_id} satisfies both "
+                f"{declared} and {asked}"
+            )
+        return (
+            f"; no version of {app_id} matches {declared} (available: {self._available(entries)})"
         )
 
     def _available(self, entries: Sequence[_Entry]) -> str:
@@ -324,6 +417,16 @@ def _list_versions(candidates: Sequence[Candidate]) -> str:
         return _join(versions)
     shown = versions[: MAX_NAMED_PARENTS - 1]
     return f"{', '.join(shown)} and {len(versions) - len(shown)} more versions"
+
+
+def _leaf(dead_end: DeadEnd) -> DeadEnd:
+    while dead_end.kind == "dead" and dead_end.next is not None:
+        dead_end = dead_end.next
+    return dead_end
+
+
+def _version_key(candidate: Candidate) -> Version:
+    return version_of(candidate.version)
 
 
 def _but(statements: Sequence[str]) -> str:

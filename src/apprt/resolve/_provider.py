@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -12,7 +12,8 @@ from resolvelib import AbstractProvider
 from resolvelib.structs import RequirementInformation
 
 from apprt.resolve._model import Candidate, Index
-from apprt.versioning import Range, Version, VersionError, parse_range, parse_version
+from apprt.resolve._prune import DeadEnds, Option
+from apprt.versioning import Version, VersionError, parse_range, parse_version
 
 if TYPE_CHECKING:
     from resolvelib.providers import Preference
@@ -49,6 +50,16 @@ def version_of(text: str) -> Version:
     return parse_version(text)
 
 
+@lru_cache(maxsize=65536)
+def fits(range_text: str, version: str) -> bool:
+    """Whether ``version`` is inside ``range_text`` (both already known to parse).
+
+    Memoised: resolution asks the same questions many times, and semantic_version's
+    matching builds objects on every call."""
+    return parse_range(range_text).contains(version_of(version))
+
+
+@lru_cache(maxsize=4096)
 def exact_pin(range_text: str) -> Version | None:
     """The version ``range_text`` pins exactly (``1.2.3``, ``=1.2.3``), else None."""
     match = _PIN.fullmatch(range_text.strip())
@@ -80,6 +91,9 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
       never candidates, unless installed (already running, nothing to install) or,
       for yanked ones, pinned exactly by some requirement.
     * Versions whose data does not parse (a bad range in the index) are skipped.
+    * Dead ends (:mod:`apprt.resolve._prune`: versions whose dependencies cannot be
+      met inside the requested ranges) are never offered; the installed version is
+      always offered, so a clash with it is reported as such.
     """
 
     def __init__(
@@ -87,14 +101,18 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
         index: Index,
         *,
         installed: Mapping[str, str],
-        requested: Iterable[str],
+        requested: Mapping[str, str],
         platform_version: Version,
     ) -> None:
         self.index = index
         self.installed = dict(installed)
         self.requested = frozenset(requested)
+        self.root_ranges = {app_id: [rng] for app_id, rng in requested.items()}
+        self.dead_ends = DeadEnds(self._options, fits, self.root_ranges)
         self.platform_version = platform_version
+        self._platform_text = str(platform_version)
         self._entries: dict[str, list[_Entry]] = {}
+        self._option_cache: dict[str, list[Option]] = {}
         #: Every requirement seen, by app id (an ordered set): what explanations use
         #: to tell why a version was considered.
         self.seen: dict[str, dict[Requirement, None]] = {}
@@ -113,13 +131,13 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
                 continue
             try:
                 version = version_of(candidate.version)
-                platform = parse_range(candidate.platform)
+                platform_ok = fits(candidate.platform, self._platform_text)
                 for range_text in candidate.dependencies.values():
                     parse_range(range_text)
             except VersionError:
                 continue
             seen_versions.add(candidate.version)
-            entries.append(_Entry(candidate, version, platform.contains(self.platform_version)))
+            entries.append(_Entry(candidate, version, platform_ok))
         installed = self.installed.get(app_id)
         if installed is not None and installed not in seen_versions:
             # Installed but gone from the index (unpublished): kept as it is, with no
@@ -137,6 +155,16 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
     def is_installed(self, candidate: Candidate) -> bool:
         return self.installed.get(candidate.app_id) == candidate.version
 
+    def _options(self, app_id: str) -> list[Option]:
+        options = self._option_cache.get(app_id)
+        if options is None:
+            options = [
+                Option(e.candidate, e.platform_ok or self.is_installed(e.candidate))
+                for e in self.entries(app_id)
+            ]
+            self._option_cache[app_id] = options
+        return options
+
     # -- resolvelib --------------------------------------------------------------------
 
     def identify(self, requirement_or_candidate: Requirement | Candidate) -> str:
@@ -150,9 +178,21 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
         information: Mapping[str, Iterator[Info]],
         backtrack_causes: Sequence[Info],
     ) -> Preference:
-        infos = list(information[identifier])
-        direct = any(i.parent is None and i.requirement.origin == "request" for i in infos)
-        pinned = any(exact_pin(i.requirement.range_text) is not None for i in infos)
+        return self._preference(identifier, information)
+
+    @staticmethod
+    def _preference(
+        identifier: str, information: Mapping[str, Iterator[Info]]
+    ) -> tuple[bool, bool, str]:
+        """Exact pins first (one choice, cheap to rule out), then what the user asked
+        for, then app id order (so the outcome never depends on dict order)."""
+        pinned = direct = False
+        for info in information[identifier]:
+            req = info.requirement
+            if not pinned and exact_pin(req.range_text) is not None:
+                pinned = True
+            if not direct and info.parent is None and req.origin == "request":
+                direct = True
         return (not pinned, not direct, identifier)
 
     def narrow_requirement_selection(
@@ -164,28 +204,29 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
         backtrack_causes: Sequence[Info],
     ) -> Iterable[str]:
         # Work on what caused the last backtrack first (as pip does): it narrows the
-        # search to the conflict instead of re-pinning unrelated apps.
-        identifiers = list(identifiers)
+        # search to the conflict instead of re-pinning unrelated apps. Then pick the
+        # preferred one here, which spares resolvelib a get_preference call per app.
+        names = list(identifiers)
         if backtrack_causes:
             causes = {i.requirement.app_id for i in backtrack_causes}
             causes |= {i.parent.app_id for i in backtrack_causes if i.parent is not None}
-            narrowed = [name for name in identifiers if name in causes]
+            narrowed = [name for name in names if name in causes]
             if narrowed:
-                return narrowed
-        return identifiers
+                names = narrowed
+        return [min(names, key=lambda name: self._preference(name, information))]
 
     def find_matches(
         self,
         identifier: str,
         requirements: Mapping[str, Iterator[Requirement]],
         incompatibilities: Mapping[str, Iterator[Candidate]],
-    ) -> list[Candidate]:
+    ) -> Callable[[], Iterator[Candidate]]:
         reqs = list(requirements[identifier])
         seen = self.seen.setdefault(identifier, {})
         for req in reqs:
             seen[req] = None
         bad = {c.version for c in incompatibilities[identifier]}
-        ranges = [parse_range(r.range_text) for r in reqs]
+        ranges = [r.range_text for r in reqs]
         pins = {p for r in reqs if (p := exact_pin(r.range_text)) is not None}
         installed = self.installed.get(identifier)
         held = installed is not None and identifier not in self.requested
@@ -195,37 +236,40 @@ class Provider(AbstractProvider[Requirement, Candidate, str]):
         installed_fits = False
         for entry in self.entries(identifier):
             candidate = entry.candidate
-            fits = all(rng.contains(entry.version) for rng in ranges)
+            ok = all(fits(rng, candidate.version) for rng in ranges)
             if candidate.version == installed:
-                installed_fits = fits
-                if fits and candidate.version not in bad:
+                installed_fits = ok
+                if ok and candidate.version not in bad:
                     installed_match = candidate
                 continue
-            if not fits or candidate.version in bad or not entry.platform_ok:
+            if not ok or candidate.version in bad or not entry.platform_ok:
                 continue
             if candidate.yanked and entry.version not in pins:
                 continue
             matches.append(candidate)
         if held and installed_fits:
-            return [installed_match] if installed_match is not None else []
+            matches = []
         if installed_match is not None:
             matches.insert(0, installed_match)
-        return matches
+        # Lazy: resolvelib takes candidates one at a time, so dead ends are only
+        # looked for in the versions it actually gets to (usually the first).
+        return lambda: self._alive(matches, installed_match)
+
+    def _alive(self, matches: list[Candidate], installed: Candidate | None) -> Iterator[Candidate]:
+        for candidate in matches:
+            if candidate is installed or self.dead_ends.reason(candidate) is None:
+                yield candidate
 
     def is_satisfied_by(self, requirement: Requirement, candidate: Candidate) -> bool:
         if candidate.app_id != requirement.app_id:
             return False
-        return _contains(parse_range(requirement.range_text), candidate.version)
+        try:
+            return fits(requirement.range_text, candidate.version)
+        except VersionError:
+            return False
 
     def get_dependencies(self, candidate: Candidate) -> list[Requirement]:
         return [
             Requirement(app_id, range_text, "dependency", candidate)
             for app_id, range_text in sorted(candidate.dependencies.items())
         ]
-
-
-def _contains(rng: Range, version: str) -> bool:
-    try:
-        return rng.contains(version_of(version))
-    except VersionError:
-        return False
