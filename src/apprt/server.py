@@ -266,6 +266,9 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.accounts.views",
     "apprt.jobs.views",
     "apprt.registry.component",
+    "apprt.observe.metrics",
+    "apprt.runtime.views",
+    "apprt.gateway.views",
 )
 
 

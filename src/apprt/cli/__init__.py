@@ -13,7 +13,7 @@ from __future__ import annotations
 import typer
 
 from apprt import PLATFORM_API_VERSION, __version__
-from apprt.cli import app_cmd, keys, org, schema, serve, status, user
+from apprt.cli import app_cmd, keys, logs, org, runtime, schema, serve, status, user
 from apprt.cli import registry as registry_cmd
 
 cli = typer.Typer(
@@ -30,6 +30,8 @@ cli.add_typer(user.cli, name="user", help="Users and their roles in organization
 cli.command("login")(user.login)
 cli.add_typer(registry_cmd.cli, name="registry", help="The app registry: publishers, review...")
 cli.command("publish")(registry_cmd.publish)
+cli.add_typer(runtime.cli, name="runtime", help="App instances: state, suspend, activate, restart.")
+cli.command("logs")(logs.logs)
 cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
 cli.command("status")(status.status)
 cli.command("whoami")(status.whoami)

@@ -6,6 +6,8 @@ back into :class:`~apprt.errors.Problem` so the CLI prints them like local ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -81,6 +83,28 @@ class Client:
         if response.status_code >= 400:
             raise ApiError(_problems_from_response(response), title="refused by the platform")
         return response
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """Like :meth:`request`, with the body left to read (``response.iter_text()``)."""
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(
+                        _problems_from_response(response), title="refused by the platform"
+                    )
+                yield response
+        except httpx.TransportError as exc:
+            raise ApiError(
+                [
+                    Problem(
+                        f"cannot reach the platform at {self.url}: {exc}",
+                        hint="start it with `apprt serve` (or `make up`), or pass --url",
+                    )
+                ],
+                title="platform unreachable",
+            ) from None
 
     def get_json(self, path: str) -> Any:
         return self.request("GET", path).json()

@@ -100,7 +100,8 @@ class Transition(Base):
     instance_id: Mapped[str] = mapped_column(
         ForeignKey("runtime_instances.id", ondelete="CASCADE"), index=True
     )
-    from_state: Mapped[State] = mapped_column(_state_enum())
+    #: NULL for the row that records the instance's creation (deployed as Installed).
+    from_state: Mapped[State | None] = mapped_column(_state_enum())
     to_state: Mapped[State] = mapped_column(_state_enum())
     reason: Mapped[str] = mapped_column(String(500))
     at: Mapped[datetime] = mapped_column(default=utcnow)

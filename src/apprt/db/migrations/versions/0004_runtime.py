@@ -93,7 +93,7 @@ def upgrade() -> None:
         sa.Column(
             "from_state",
             sa.Enum(*_STATES, name="runtime_state", native_enum=False, length=16),
-            nullable=False,
+            nullable=True,
         ),
         sa.Column(
             "to_state",

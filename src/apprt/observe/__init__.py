@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (:mod:`apprt.observe.metrics`)."""
