@@ -278,6 +278,25 @@ class Cgroup:
             ) from exc
         return cg
 
+    @classmethod
+    def at(cls, support: CgroupSupport, parent: str, name: str) -> Cgroup:
+        """The cgroup ``<parent>/<name>`` (whether or not it exists)."""
+        if support.version == "v2":
+            return cls("v2", {"unified": support.bases["unified"] / parent / name})
+        if support.version == "v1":
+            return cls("v1", {k: b / parent / name for k, b in support.bases.items()})
+        raise CgroupError.of(support.detail, "see the fix above, then restart the platform")
+
+    def rename(self, name: str) -> None:
+        """Rename the directories (cgroupfs allows it within a parent; members stay)."""
+        renamed = {}
+        for controller, path in self.paths.items():
+            target = path.with_name(name)
+            if path.exists() and path != target:
+                path.rename(target)
+            renamed[controller] = target
+        self.paths = renamed
+
     def set_limits(self, *, memory_mb: int, cpu: float, pids: int) -> None:
         mem = memory_mb << 20
         quota = max(1000, int(cpu * CPU_PERIOD_US))
@@ -290,9 +309,14 @@ class Cgroup:
             _write(p / "pids.max", str(pids))
             return
         m = self.paths["memory"]
-        _write(m / "memory.limit_in_bytes", str(mem))
         memsw = m / "memory.memsw.limit_in_bytes"
-        if memsw.exists():  # no swap beyond the memory limit
+        # v1 wants memory.limit <= memsw.limit at every step: raise memsw first, lower it last
+        raising = mem > _read_int(m / "memory.limit_in_bytes")
+        if raising and memsw.exists():
+            with contextlib.suppress(OSError):
+                _write(memsw, str(mem))
+        _write(m / "memory.limit_in_bytes", str(mem))
+        if not raising and memsw.exists():  # no swap beyond the memory limit
             with contextlib.suppress(OSError):
                 _write(memsw, str(mem))
         c = self.paths["cpu"]
@@ -352,25 +376,26 @@ class Cgroup:
                 with contextlib.suppress(OSError):
                     _write(kill_file, "1")
         freezer = self.paths.get("freezer")
-        if freezer is not None:
-            with contextlib.suppress(OSError):
-                _write(freezer / "freezer.state", "FROZEN")
         deadline = time.monotonic() + timeout
-        try:
-            while True:
+        while True:
+            # frozen, nobody can fork while we read the list; SIGKILL lands on thaw
+            if freezer is not None:
+                with contextlib.suppress(OSError):
+                    _write(freezer / "freezer.state", "FROZEN")
+            try:
                 pids = self.procs()
-                if not pids:
-                    return True
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.005)
-        finally:
-            if freezer is not None:
-                with contextlib.suppress(OSError):
-                    _write(freezer / "freezer.state", "THAWED")
+            finally:
+                if freezer is not None:
+                    with contextlib.suppress(OSError):
+                        _write(freezer / "freezer.state", "THAWED")
+            if not pids:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
 
     def remove(self, timeout: float = 5.0) -> None:
         """Kill what is left and remove the directories (idempotent)."""
@@ -392,3 +417,10 @@ class Cgroup:
                             f"`cat {path}/cgroup.procs` and kill it",
                         ) from exc
                     time.sleep(0.01)
+
+
+def remove_parent(support: CgroupSupport, parent: str) -> None:
+    """Remove ``<base>/<parent>`` in every hierarchy if no instance cgroup is left in it."""
+    for base in dict.fromkeys(support.bases.values()):
+        with contextlib.suppress(OSError):
+            (base / parent).rmdir()

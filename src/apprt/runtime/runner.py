@@ -332,21 +332,46 @@ def _send(sock_fd: int, message: dict[str, Any]) -> None:
         os.write(sock_fd, json.dumps(message).encode())
 
 
-def _monitor(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
-    """C1: wait for the cgroup, build the namespaces, fork the server, report its exit."""
+def _monitor(status: int, libc: _Libc) -> int:
+    """C1: wait for the cgroup and the spec, build the namespaces, fork the server,
+    report its exit."""
     import signal
+    import socket
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    status = fds["status"]
     _send(status, {"ev": "hello"})
-    import select
+    # A pooled monitor waits here until an instance needs it (or the platform closes the
+    # socket). "go" comes once we are in the instance's cgroups, with the spec and fds.
+    with socket.socket(fileno=os.dup(status)) as sock:
+        try:
+            go, received = _recv(sock)
+        except (OSError, ValueError):
+            return 70
+    if go.get("ev") != "go":
+        for fd in received:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return 70  # the platform aborted (or vanished)
+    spec: dict[str, Any] = go["spec"]
+    roles = spec["fds"]
+    if len(roles) != len(received):
+        return 73
+    fds = dict(zip(roles, received, strict=True))
+    fds["status"] = status
+    try:
+        return _build_and_watch(spec, fds, libc)
+    except BaseException:
+        import traceback
 
-    readable, _, _ = select.select([status], [], [], spec.get("go_timeout", 10))
-    reply = os.read(status, _MAX_MESSAGE) if readable else b""
-    if not reply or json.loads(reply).get("ev") != "go":
-        return 70  # the platform aborted (or vanished) before we were in our cgroup
+        with contextlib.suppress(OSError, KeyError):
+            os.write(fds["log"], traceback.format_exc().encode())
+        return 74
+
+
+def _build_and_watch(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
+    import socket
 
     libc.unshare(
         _CLONE_NEWNS
@@ -368,8 +393,6 @@ def _monitor(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
             os.close(fds.pop(role))
     tmp_mb = int(spec.get("tmp_mb", 16))
     libc.mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    import socket
-
     socket.sethostname(spec.get("hostname", "app"))
     _loopback_up()
 
@@ -401,7 +424,7 @@ def _monitor(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
     if exit_fd is not None:
         with contextlib.suppress(OSError):
             os.write(exit_fd, json.dumps(result).encode())
-    _send(status, result)
+    _send(fds["status"], result)
     return 0
 
 
@@ -499,10 +522,23 @@ def zygote_main(spec: dict[str, Any]) -> int:
     gc.collect()
     gc.freeze()  # keep the heap's pages shared with every forked child
     print(f"apprt zygote {RUNNER_VERSION} ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    import select
+
+    inode = os.stat(path).st_ino
     while True:
+        readable, _, _ = select.select([listener], [], [], 5.0)
+        if not readable:
+            # The platform removed our state directory (or a new zygote replaced us):
+            # nobody can reach us any more, so go (instances do not depend on us).
+            try:
+                if os.stat(path).st_ino != inode:
+                    return 0
+            except OSError:
+                return 0
+            continue
         try:
             conn, _ = listener.accept()
-        except InterruptedError:
+        except (InterruptedError, BlockingIOError):
             continue
         with conn:
             try:
@@ -527,24 +563,21 @@ def _handle(
         return {"ok": True, "pid": os.getpid(), "version": RUNNER_VERSION}
     if op != "spawn":
         return {"ok": False, "error": f"unknown op {op!r}"}
-    spec = request["spec"]
-    roles = spec["fds"]
-    if len(roles) != len(fds):
-        return {"ok": False, "error": f"expected descriptors {roles}, got {len(fds)}"}
-    named = dict(zip(roles, fds, strict=True))
+    if len(fds) != 1:
+        return {"ok": False, "error": f"spawn takes one descriptor (status), got {len(fds)}"}
+    status = fds[0]
     pid = os.fork()
     if pid == 0:
         code = 72
         try:
             listener.close()
             conn.close()
-            _close_fds_except({0, 1, 2, *named.values()})
-            code = _monitor(spec, named, libc)
+            _close_fds_except({0, 1, 2, status})
+            code = _monitor(status, libc)
         except BaseException:
             import traceback
 
-            with contextlib.suppress(OSError, KeyError):
-                os.write(named["log"], traceback.format_exc().encode())
+            traceback.print_exc()
         finally:
             os._exit(code)
     return {"ok": True, "pid": pid}

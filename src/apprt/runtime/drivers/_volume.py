@@ -19,8 +19,12 @@ Costs on this machine: creating an image ~10 ms (once), mounting ~5 ms.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,6 +38,13 @@ log = structlog.get_logger(__name__)
 SUFFIX = ".ext4"
 JOURNAL_MIN_MB = 32  # below this the journal would eat much of the quota
 MOUNT_OPTIONS = "loop,nosuid,nodev,noexec"
+
+_LOOP_CTL_GET_FREE = 0x4C82
+_LOOP_CONFIGURE = 0x4C0A
+_LO_FLAGS_AUTOCLEAR = 4
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def available() -> tuple[bool, str]:
@@ -111,11 +122,57 @@ def ensure_mounted(data_dir: Path, size_mb: int, uid: int, gid: int) -> None:
             f"{data_dir} is not empty but its data lives in the volume {image}; move the "
             f"stray files away (they would be hidden under the mount)"
         )
-    _run(["mount", "-o", MOUNT_OPTIONS, str(image), str(data_dir)], f"mounting {image}")
-    with contextlib.suppress(OSError):
-        _run(["mount", "--make-private", str(data_dir)], "making the volume private")
+    _mount(image, data_dir)
     _grow(data_dir, image, size_mb)
     os.chown(data_dir, uid, gid)
+
+
+def _mount(image: Path, target: Path) -> None:
+    """Attach ``image`` to a free loop device (auto-cleared) and mount it on ``target``.
+
+    The ioctl path (LOOP_CONFIGURE, Linux >= 5.8) takes ~1 ms where ``mount -o loop``
+    takes ~5 ms; ``mount(8)`` is the fallback.
+    """
+    try:
+        ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        _run(["mount", "-o", MOUNT_OPTIONS, str(image), str(target)], f"mounting {image}")
+        return
+    img = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _attempt in range(16):
+            number = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
+            device = f"/dev/loop{number}"
+            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                info = struct.pack(
+                    "=5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, _LO_FLAGS_AUTOCLEAR,
+                    str(image).encode()[:63], b"", b"", 0, 0,
+                )  # fmt: skip
+                config = struct.pack("=II", img, 0) + info + bytes(64)
+                try:
+                    fcntl.ioctl(loop, _LOOP_CONFIGURE, config)
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY:  # taken meanwhile by someone else
+                        continue
+                    if exc.errno in (errno.EINVAL, errno.ENOTTY):  # kernel < 5.8
+                        _run(
+                            ["mount", "-o", MOUNT_OPTIONS, str(image), str(target)],
+                            f"mounting {image}",
+                        )
+                        return
+                    raise
+                flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+                if _libc.mount(device.encode(), str(target).encode(), b"ext4", flags, None) != 0:
+                    err = ctypes.get_errno()
+                    raise DriverError(f"mounting {image} on {target}: {os.strerror(err)}")
+                return
+            finally:
+                os.close(loop)  # autoclear: the loop device goes with the last user
+        raise DriverError(f"no free loop device for {image}; check /dev/loop* and losetup -a")
+    finally:
+        os.close(img)
+        os.close(ctl)
 
 
 def _grow(data_dir: Path, image: Path, size_mb: int) -> None:
@@ -167,9 +224,11 @@ def unmount(data_dir: Path) -> None:
     data_dir = data_dir.resolve()
     if not is_mounted(data_dir):
         return
-    result = subprocess.run(["umount", str(data_dir)], capture_output=True, check=False)
-    if result.returncode != 0:
-        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True, check=False)
+    target = str(data_dir).encode()
+    if _libc.umount2(target, 0) != 0 and _libc.umount2(target, _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted (any more)
+            raise DriverError(f"cannot unmount the data volume on {data_dir}: {os.strerror(err)}")
 
 
 def usage_bytes(data_dir: Path) -> int | None:

@@ -91,6 +91,15 @@ def _default_state_dir() -> Path:
 
 
 @dataclass
+class _Slot:
+    """A forked monitor waiting in its cgroup for an instance (the warm pool)."""
+
+    sock: socket.socket
+    monitor_pid: int
+    group: cg.Cgroup
+
+
+@dataclass
 class _Live:
     """What this driver object holds for a task it started (not persisted)."""
 
@@ -115,6 +124,7 @@ class BwrapDriver(Driver):
         start_timeout: float = 30.0,
         storage_quota: bool | None = None,
         tmp_mb: int = 16,
+        warm_pool: int = 2,
     ) -> None:
         self.state_dir = (state_dir or _default_state_dir()).resolve()
         digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:8]
@@ -129,6 +139,10 @@ class BwrapDriver(Driver):
         self._live: dict[str, _Live] = {}
         self._support: cg.CgroupSupport | None = None
         self._zygote_pid: int | None = None
+        self.warm_pool = warm_pool
+        self._pool: list[_Slot] = []
+        self._refilling = False
+        self._closed = False
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -360,8 +374,9 @@ class BwrapDriver(Driver):
         return pid
 
     def prepare(self, config: TaskConfig) -> None:
-        """Start the zygote now, so the first ``start`` is a fork and not a cold start."""
+        """Start the zygote and fill the warm pool, so the next ``start`` is fast."""
         self._ensure_zygote()
+        self._refill()
 
     def shutdown(self) -> None:
         """Stop the zygote (running instances keep running; the next start makes a new one)."""
@@ -376,12 +391,22 @@ class BwrapDriver(Driver):
                 c.kill_quietly(pid, signal.SIGKILL)
             self._kill_stale_zygote()
             self._zygote_pid = None
+        self.close()
+        cg.remove_parent(self.cgroup_support(), self.cgroup_parent)
 
     def close(self) -> None:
+        """Drop the warm pool and our status sockets; running tasks keep running."""
         with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, []
             for live in self._live.values():
                 live.status.close()
             self._live.clear()
+        for slot in pool:
+            slot.sock.close()  # the monitor reads EOF and exits
+        for slot in pool:
+            with contextlib.suppress(cg.CgroupError):
+                slot.group.remove()
 
     # -- start ----------------------------------------------------------------------
     def _uid(self, instance_id: str) -> int:
@@ -399,7 +424,6 @@ class BwrapDriver(Driver):
                 f"cannot start {config.app_id} {config.version} with its resource limits: "
                 f"{support.detail}"
             )
-        self._ensure_zygote()
         c.ensure_run_dir(config.run_dir)
         uid = self._uid(config.instance_id)
         host_uid = self.host_uid(config.instance_id)
@@ -408,22 +432,16 @@ class BwrapDriver(Driver):
                 raise DriverError(f"{path} is not a directory; the app is not installed there")
         self._check_readable(config.code_dir / "backend")
 
-        group = cg.Cgroup.create(
-            support,
-            self.cgroup_parent,
-            config.instance_id,
-            memory_mb=config.resources.memory_mb,
-            cpu=config.resources.cpu,
-            pids=config.resources.max_processes,
-        )
+        slot = self._take_slot(config)
+        group = slot.group
         oom_baseline = group.oom_kills()
         opened: list[int] = []
-        ours: socket.socket | None = None
-        theirs: socket.socket | None = None
         listener: socket.socket | None = None
+        mounted_here = False
         try:
             storage, _why = self._storage()
             if storage and config.resources.storage_mb > 0:
+                mounted_here = not _volume.is_mounted(config.data_dir)
                 _volume.ensure_mounted(
                     config.data_dir, config.resources.storage_mb, host_uid, host_uid
                 )
@@ -438,10 +456,8 @@ class BwrapDriver(Driver):
             listener = c.listen_ingress(config.run_dir)
             log_fd = c.open_log(config.log_path)
             opened.append(log_fd)
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            roles = ["status", "log", "listen", "exit"]
-            fds = [theirs.fileno(), log_fd, listener.fileno(), exit_fd]
+            roles = ["log", "listen", "exit"]
+            fds = [log_fd, listener.fileno(), exit_fd]
             trees: list[tuple[str, Path, bool, bool]] = [
                 ("code", config.code_dir, True, False),
                 ("data", config.data_dir, config.resources.storage_mb == 0, True),
@@ -455,22 +471,128 @@ class BwrapDriver(Driver):
                 roles.append(role)
                 fds.append(fd)
             spec = self._spawn_spec(config, uid, roles)
-            reply = self._request({"op": "spawn", "spec": spec}, fds)
-            if not reply.get("ok"):
-                raise DriverError(f"the zygote refused to spawn: {reply.get('error')}")
+            socket.send_fds(slot.sock, [json.dumps({"ev": "go", "spec": spec}).encode()], fds)
         except BaseException:
-            if ours is not None:
-                ours.close()
+            slot.sock.close()
             group.remove()
+            if mounted_here:
+                _volume.unmount(config.data_dir)
             raise
         finally:
             for fd in opened:
                 os.close(fd)
-            if theirs is not None:
-                theirs.close()
             if listener is not None:
                 listener.close()
-        return self._finish_start(config, ours, group, oom_baseline, host_uid)
+        try:
+            return self._finish_start(config, slot, oom_baseline, host_uid)
+        except BaseException:
+            if mounted_here:
+                _volume.unmount(config.data_dir)
+            raise
+        finally:
+            self._refill()  # after the start, so it does not compete with it for CPU
+
+    # -- warm pool of monitors --------------------------------------------------------
+    def _spawn_slot(self, name: str) -> _Slot:
+        """Fork a monitor from the zygote and put it in a new cgroup ``name``."""
+        self._ensure_zygote()
+        group = cg.Cgroup.create(
+            self.cgroup_support(), self.cgroup_parent, name, memory_mb=64, cpu=1.0, pids=8
+        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            try:
+                reply = self._request({"op": "spawn"}, [theirs.fileno()])
+            finally:
+                theirs.close()
+            if not reply.get("ok"):
+                raise DriverError(f"the zygote refused to spawn: {reply.get('error')}")
+            got = self._recv_event(ours, 10.0)
+            if got is None or got[0].get("ev") != "hello" or got[1] <= 0:
+                raise DriverError(
+                    f"a sandbox monitor did not report in "
+                    f"({'timeout' if got is None else got[0]}); zygote log: "
+                    f"{c.log_tail(self.zygote_dir / 'zygote.log', 800)}"
+                )
+            monitor_pid = got[1]
+            group.add(monitor_pid)
+            with contextlib.suppress(OSError):  # the OOM killer picks the server, not this
+                Path(f"/proc/{monitor_pid}/oom_score_adj").write_text("-1000")
+        except BaseException:
+            ours.close()
+            group.remove()
+            raise
+        return _Slot(sock=ours, monitor_pid=monitor_pid, group=group)
+
+    def _take_slot(self, config: TaskConfig) -> _Slot:
+        """A monitor already in a cgroup, renamed to the instance and given its limits."""
+        name = config.instance_id
+        existing = cg.Cgroup.at(self.cgroup_support(), self.cgroup_parent, name)
+        if existing.exists():
+            if existing.procs():
+                raise DriverError(
+                    f"instance {name} is already running (pids {existing.procs()}); stop and "
+                    "destroy it before starting it again"
+                )
+            existing.remove()
+        slot: _Slot | None = None
+        with self._lock:
+            while self._pool:
+                candidate = self._pool.pop()
+                if c.alive(candidate.monitor_pid, None):
+                    slot = candidate
+                    break
+                candidate.sock.close()
+                candidate.group.remove()
+        if slot is None:
+            slot = self._spawn_slot(name)
+        else:
+            slot.group.rename(name)
+        r = config.resources
+        slot.group.set_limits(memory_mb=r.memory_mb, cpu=r.cpu, pids=r.max_processes)
+        return slot
+
+    def _refill(self) -> None:
+        """Top the pool up to ``warm_pool`` monitors in a background thread."""
+        with self._lock:
+            if self.warm_pool <= 0 or self._refilling or len(self._pool) >= self.warm_pool:
+                return
+            self._refilling = True
+
+        def fill() -> None:
+            try:
+                while True:
+                    with self._lock:
+                        if self._closed or len(self._pool) >= self.warm_pool:
+                            return
+                    slot = self._spawn_slot(f"pool-{os.urandom(6).hex()}")
+                    with self._lock:
+                        if self._closed:
+                            slot.sock.close()
+                            slot.group.remove()
+                            return
+                        self._pool.append(slot)
+            except Exception as exc:  # keep serving without a pool; start() spawns directly
+                log.warning("sandbox warm pool refill failed", error=str(exc))
+            finally:
+                with self._lock:
+                    self._refilling = False
+
+        threading.Thread(target=fill, name="apprt-bwrap-pool", daemon=True).start()
+
+    def warm(self, timeout: float = 10.0) -> None:
+        """Fill the warm pool now and wait until it is full (benchmarks, ``prepare``)."""
+        self._ensure_zygote()
+        self._refill()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._pool) >= self.warm_pool or not self._refilling:
+                    if len(self._pool) >= self.warm_pool:
+                        return
+                    self._refill()
+            time.sleep(0.002)
 
     def _check_readable(self, path: Path) -> None:
         mode = path.stat().st_mode if path.exists() else 0
@@ -519,28 +641,11 @@ class BwrapDriver(Driver):
         return (event if isinstance(event, dict) else {"ev": "garbage"}), pid
 
     def _finish_start(
-        self,
-        config: TaskConfig,
-        sock: socket.socket,
-        group: cg.Cgroup,
-        oom_baseline: int,
-        host_uid: int,
+        self, config: TaskConfig, slot: _Slot, oom_baseline: int, host_uid: int
     ) -> TaskHandle:
         deadline = time.monotonic() + self.start_timeout
-        monitor_pid = 0
+        sock, group = slot.sock, slot.group
         try:
-            got = self._recv_event(sock, 10.0)
-            if got is None or got[0].get("ev") != "hello" or got[1] <= 0:
-                raise DriverError(
-                    f"the sandbox of {config.instance_id} did not report in "
-                    f"({'timeout' if got is None else got[0]}); zygote log: "
-                    f"{c.log_tail(self.zygote_dir / 'zygote.log', 800)}"
-                )
-            monitor_pid = got[1]
-            group.add(monitor_pid)
-            with contextlib.suppress(OSError):  # the OOM killer picks the server, not this
-                Path(f"/proc/{monitor_pid}/oom_score_adj").write_text("-1000")
-            sock.send(json.dumps({"ev": "go"}).encode())
             while True:
                 got = self._recv_event(sock, deadline - time.monotonic())
                 if got is None:
@@ -562,8 +667,6 @@ class BwrapDriver(Driver):
                         f"Last log lines:\n{c.log_tail(config.log_path)}"
                     )
         except BaseException:
-            if monitor_pid:
-                group.kill(2.0)
             sock.close()
             group.remove()
             raise
@@ -577,7 +680,7 @@ class BwrapDriver(Driver):
                 "run_dir": str(config.run_dir),
                 "data_dir": str(config.data_dir),
                 "starttime": st.starttime if st else None,
-                "monitor_pid": monitor_pid,
+                "monitor_pid": slot.monitor_pid,
                 "cgroup": group.to_state(),
                 "oom_baseline": oom_baseline,
                 "exit_file": str(self._exit_file(config.instance_id)),
@@ -589,7 +692,7 @@ class BwrapDriver(Driver):
             old = self._live.pop(config.instance_id, None)
             if old is not None:
                 old.status.close()
-            self._live[config.instance_id] = _Live(status=sock, monitor_pid=monitor_pid)
+            self._live[config.instance_id] = _Live(status=sock, monitor_pid=slot.monitor_pid)
         return handle
 
     @staticmethod
