@@ -33,7 +33,7 @@ first), ``server_paths`` (where uvicorn and h11 live, searched last), ``data_dir
 ``env`` (extra variables), ``log_level``.
 """
 
-# ruff: noqa: PTH101, PTH108, PTH110, PTH208, S108
+# ruff: noqa: PTH101, PTH108, PTH110, PTH116, PTH208, S108
 # (os.path rather than pathlib: the runner keeps its imports minimal)
 from __future__ import annotations
 
