@@ -266,6 +266,8 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.accounts.views",
     "apprt.jobs.views",
     "apprt.registry.component",
+    "apprt.registry.tuf.component",
+    "apprt.registry.distribution",
     "apprt.observe.metrics",
     "apprt.runtime.views",
     "apprt.gateway.views",

@@ -1,0 +1,239 @@
+"""Content-addressed downloads: ``GET``/``HEAD /blobs/sha256/{digest}``, and SRI strings.
+
+A blob's name is its SHA-256, so its bytes never change: responses carry a strong
+``ETag: "<digest>"`` and ``Cache-Control: public, max-age=31536000, immutable`` (any
+cache or CDN may keep it forever), ``If-None-Match`` answers ``304``, and ``Range``
+requests (one range; RFC 9110 lets a server ignore multi-range requests, which are
+answered in full) resume interrupted downloads with ``206``. Bodies are streamed from
+the blob store in 1 MiB chunks, never read whole into memory.
+
+Errors are problem+json: a malformed digest is a ``400``, an unknown one a ``404``,
+and a range starting past the end a ``416`` with ``Content-Range: bytes */<size>``.
+
+:func:`blob_response` is shared with the TUF repository's ``/tuf/targets/`` route.
+
+SRI
+---
+:func:`sri` makes Subresource Integrity strings (``sha384-<base64>``, the algorithm
+browsers and the SRI spec recommend) for frontend assets; the web shell puts them in
+import maps' ``integrity`` and ``<script integrity>``. It lives here, next to the other
+content digests the registry hands out, rather than in :mod:`apprt.package` (which
+only reads and writes archives); it accepts bytes, a path or a binary file, and
+streams files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from os import PathLike
+from pathlib import Path as FilePath
+from typing import Annotated, BinaryIO, ClassVar
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
+
+from apprt.blobs.store import BlobStore, check_digest
+from apprt.errors import ApprtError, Problem
+
+__all__ = [
+    "CACHE_IMMUTABLE",
+    "RangeNotSatisfiableError",
+    "blob_response",
+    "router",
+    "sri",
+    "sri_from_digest",
+]
+
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CHUNK_SIZE = 1 << 20
+SRI_ALGORITHMS = ("sha256", "sha384", "sha512")
+
+router = APIRouter(tags=["distribution"])
+
+
+class RangeNotSatisfiableError(ApprtError):
+    """The requested range starts past the end of the blob (HTTP 416)."""
+
+    status_code: ClassVar[int] = 416
+
+    def __init__(self, size: int, header: str) -> None:
+        shown = header if len(header) <= 80 else header[:77] + "..."
+        super().__init__(
+            [
+                Problem(
+                    reason=f"range {shown!r} is outside the blob's {size} bytes",
+                    location="Range",
+                    hint=f"ask for bytes 0-{max(size - 1, 0)}, or omit Range",
+                )
+            ],
+            title="range not satisfiable",
+        )
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
+# -- SRI ---------------------------------------------------------------------------
+
+
+def sri(source: bytes | str | PathLike[str] | BinaryIO, algorithm: str = "sha384") -> str:
+    """The Subresource Integrity string of ``source``: content bytes, a file path, or
+    a binary file object (read to its end in chunks)::
+
+        >>> sri(b"alert('Hello, world.');")
+        'sha384-H8BRh8j48O9oYatfu5AZzq6A9RINhZO5H16dQZngK7T62em8MUt1FLm52t+eX6xO'
+    """
+    if algorithm not in SRI_ALGORITHMS:
+        raise ValueError(f"SRI supports {', '.join(SRI_ALGORITHMS)}, not {algorithm!r}")
+    hasher = hashlib.new(algorithm)
+    if isinstance(source, bytes):
+        hasher.update(source)
+    elif isinstance(source, str | PathLike):
+        with FilePath(source).open("rb") as file:
+            _feed(hasher, file)
+    else:
+        _feed(hasher, source)
+    return sri_from_digest(hasher.digest(), algorithm)
+
+
+def sri_from_digest(digest: bytes, algorithm: str = "sha384") -> str:
+    """The SRI string of an already computed raw ``digest`` (not hex)."""
+    if algorithm not in SRI_ALGORITHMS:
+        raise ValueError(f"SRI supports {', '.join(SRI_ALGORITHMS)}, not {algorithm!r}")
+    if len(digest) != hashlib.new(algorithm).digest_size:
+        raise ValueError(f"a {algorithm} digest is {hashlib.new(algorithm).digest_size} bytes")
+    return f"{algorithm}-{base64.b64encode(digest).decode('ascii')}"
+
+
+def _feed(hasher: hashlib._Hash, file: BinaryIO) -> None:
+    while chunk := file.read(CHUNK_SIZE):
+        hasher.update(chunk)
+
+
+# -- conditional and range requests -------------------------------------------------
+
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match`` uses the weak comparison: ``W/"x"`` matches ``"x"``."""
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` inclusive for a single satisfiable range; None to ignore the
+    header (malformed, or several ranges); raises 416 when unsatisfiable."""
+    match = _RANGE.fullmatch(header)
+    if match is None:
+        return None  # not one byte range: RFC 9110 says ignore it
+    first_text, last_text = match.groups()
+    if not first_text:
+        if not last_text:
+            return None
+        suffix = int(last_text)
+        if suffix == 0:
+            raise RangeNotSatisfiableError(size, header)
+        return max(size - suffix, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None  # invalid: ignored
+    if first >= size:
+        raise RangeNotSatisfiableError(size, header)
+    return first, min(last, size - 1)
+
+
+def _stream(file: BinaryIO, first: int, length: int) -> Iterator[bytes]:
+    try:
+        file.seek(first)
+        left = length
+        while left > 0:
+            chunk = file.read(min(CHUNK_SIZE, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        file.close()
+
+
+def blob_response(
+    request: Request,
+    store: BlobStore,
+    digest: str,
+    *,
+    media_type: str = "application/octet-stream",
+) -> Response:
+    """The (conditional, ranged, streamed) response for blob ``digest``.
+
+    Raises :class:`~apprt.blobs.store.BlobError` (400) for a malformed digest and
+    :class:`~apprt.blobs.store.BlobNotFoundError` (404) for an unknown one.
+    """
+    digest = check_digest(digest)
+    etag = f'"{digest}"'
+    headers = {"ETag": etag, "Cache-Control": CACHE_IMMUTABLE, "Accept-Ranges": "bytes"}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and _etag_matches(if_none_match, etag):
+        store.size(digest)  # an unknown digest is still a 404
+        return Response(status_code=304, headers=headers)
+    file = store.open(digest)
+    try:
+        size = _file_size(file, store, digest)
+        status, first, last = 200, 0, size - 1
+        range_header = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if range_header is not None and (if_range is None or if_range.strip() == etag):
+            chosen = _parse_range(range_header, size)
+            if chosen is not None:
+                status, (first, last) = 206, chosen
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        length = max(last - first + 1, 0)
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            file.close()
+            return Response(status_code=status, headers=headers, media_type=media_type)
+    except BaseException:
+        file.close()
+        raise
+    return StreamingResponse(
+        _stream(file, first, length), status_code=status, headers=headers, media_type=media_type
+    )
+
+
+def _file_size(file: BinaryIO, store: BlobStore, digest: str) -> int:
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return store.size(digest)
+
+
+@router.api_route(
+    "/blobs/sha256/{digest}",
+    methods=["GET", "HEAD"],
+    summary="Download a blob by its SHA-256 (immutable, cacheable, resumable)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the blob"},
+        206: {"description": "the requested byte range"},
+        304: {"description": "not modified (If-None-Match)"},
+        400: {"description": "malformed digest"},
+        404: {"description": "no such blob"},
+        416: {"description": "range not satisfiable"},
+    },
+)
+def download_blob(
+    digest: Annotated[
+        str, Path(description="The blob's SHA-256: 64 lowercase hexadecimal characters.")
+    ],
+    request: Request,
+) -> Response:
+    """Blobs are immutable: strong ETag, ``Cache-Control: immutable``, ``If-None-Match``
+    (304) and single ``Range`` requests (206/416)."""
+    store: BlobStore = request.app.state.blob_store
+    return blob_response(request, store, digest)
