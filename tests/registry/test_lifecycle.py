@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from apprt.registry.hooks import PublicationListener
-from apprt.registry.services.queries import RegistryIndex
+from apprt.registry.services.queries import RegistryIndex, notices
 from apprt.resolve import ResolutionError, resolve
 from tests.registry.conftest import PublisherFixture, upload
 
@@ -159,6 +159,10 @@ def test_deprecate_yank_and_what_installers_see(
             resolve({"com.example.hello": "=1.1.0"}, index).resolved["com.example.hello"].version
             == "1.1.0"
         )
+        told = notices(session, {"com.example.hello": "1.1.0", "com.example.nope": "1.0.0"})
+        assert [(n.version, n.state.value, n.message) for n in told] == [
+            ("1.1.0", "yanked", "data loss bug")
+        ]
     listing = app_client.get(f"{APPS}/com.example.hello").json()
     assert listing["latest_version"] == "1.0.0"
     compatible = app_client.get(f"{APPS}/com.example.hello/compatible").json()

@@ -7,7 +7,7 @@ only when a range pins them exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,4 +210,38 @@ def dependents_of(session: Session, version: AppVersion) -> list[AppVersion]:
         rng = row.dependencies.get(app_id)
         if rng is not None and parse_range(rng).contains(target):
             found.append(row)
+    return found
+
+
+@dataclass(frozen=True)
+class VersionNotice:
+    """What an organization running ``app_id@version`` should be told."""
+
+    app_id: str
+    version: str
+    state: VersionState
+    message: str
+    replacement: str = ""
+
+
+def notices(session: Session, installed: Mapping[str, str]) -> list[VersionNotice]:
+    """Deprecations, yanks and unpublications among ``installed`` (app id → version).
+
+    The install engine calls this for an organization's apps: a yanked version keeps
+    running, but its admins are told why and what to move to.
+    """
+    found: list[VersionNotice] = []
+    for app_id, version in sorted(installed.items()):
+        app = find_app(session, app_id)
+        row = find_version(session, app, version) if app is not None else None
+        if row is None:
+            continue
+        if row.state == VersionState.YANKED:
+            found.append(VersionNotice(app_id, version, row.state, row.yank_reason))
+        elif row.state == VersionState.DEPRECATED:
+            found.append(
+                VersionNotice(app_id, version, row.state, row.deprecation_message, row.replacement)
+            )
+        elif row.state == VersionState.UNPUBLISHED:
+            found.append(VersionNotice(app_id, version, row.state, "removed from the registry"))
     return found
