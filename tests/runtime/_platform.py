@@ -70,6 +70,7 @@ class Platform:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            proxy_headers=False,  # the gateway sets X-Forwarded-For itself
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="platform", daemon=True)

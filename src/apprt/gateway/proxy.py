@@ -216,6 +216,8 @@ def _read_headers(scope: Scope, websocket: bool) -> _Incoming:
             continue
         if name == b"host":
             host = value
+            if websocket:
+                continue  # the WebSocket client sets its own
         elif name == b"cookie":
             for part in value.split(b";"):
                 key, _, val = part.strip().partition(b"=")
