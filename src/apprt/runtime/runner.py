@@ -271,6 +271,9 @@ class _Libc:
         )
         self._check(result, f"mount {target}")
 
+    def umount(self, target: str) -> None:
+        self._check(self.libc.umount2(target.encode(), self.ctypes.c_int(2)), f"umount {target}")
+
     def move_mount(self, fd: int, target: str) -> None:
         c = self.ctypes
         result = self.libc.syscall(
@@ -382,6 +385,7 @@ def _build_and_watch(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> 
         | _CLONE_NEWCGROUP
     )
     libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    libc.umount(spec.get("zygote_dir", "/run/zygote"))  # the zygote's control socket
     for role, target in (
         ("code", "/app"),
         ("env", "/env"),

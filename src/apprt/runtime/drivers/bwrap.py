@@ -324,6 +324,7 @@ class BwrapDriver(Driver):
             "--clearenv",
             *[x for k, v in c.BASE_ENV.items() for x in ("--setenv", k, v)],
             *self._bind_args(),
+            "--dir", "/run",
             "--bind", str(self.zygote_dir), ZYGOTE_DIR_IN,
             "--bind", "/proc", "/proc",
             "--dev", "/dev",
@@ -616,7 +617,9 @@ class BwrapDriver(Driver):
             "code_paths": code_paths,
             "data_dir": "/data",
             "env": env,
-            "rlimits": c.rlimits(config.resources, address_space=False),
+            # the pids cgroup is the exact limit (and records refusals); NPROC is a backstop
+            "rlimits": c.rlimits(config.resources, address_space=False)
+            | {"NPROC": config.resources.max_processes + 16},
             "seccomp": seccomp.instance_program().hex(),
             "tmp_mb": min(self.tmp_mb, max(1, config.resources.memory_mb // 4)),
             "hostname": "app",
@@ -788,6 +791,15 @@ class BwrapDriver(Driver):
             cpu_seconds=s.cpu_seconds,
             pids=s.pids,
         )
+
+    def limit_events(self, handle: TaskHandle) -> dict[str, int]:
+        """How often each limit struck this task (until ``destroy``): ``oom_kills`` (memory
+        limit), ``pids_refused`` (forks refused by the pids limit)."""
+        group = self._group(handle)
+        return {
+            "oom_kills": max(0, group.oom_kills() - int(handle.state.get("oom_baseline", 0))),
+            "pids_refused": group.pids_limited(),
+        }
 
     def storage_bytes(self, handle: TaskHandle) -> int | None:
         """Bytes used on the instance's data volume (None without a quota volume)."""
