@@ -141,11 +141,11 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiableError(size, header)
         return max(size - suffix, 0), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None  # invalid: ignored
     if first >= size:
         raise RangeNotSatisfiableError(size, header)
+    last = int(last_text) if last_text else size - 1
     return first, min(last, size - 1)
 
 

@@ -147,8 +147,8 @@ class TufRepository:
         return self.config.key_path(role, self.settings)
 
     def signer(self, role: str) -> Signer:
-        """The signer of an online role (loaded once), or of root/targets if their key
-        file is where the settings say."""
+        """The signer of an online role (``bins``, ``snapshot``, ``timestamp``), loaded
+        from its key file once and kept."""
         with self._signer_lock:
             signer = self._signers.get(role)
             if signer is None:
@@ -157,9 +157,10 @@ class TufRepository:
             return signer
 
     def offline_signer(self, role: str) -> Signer | None:
-        """root's or targets' signer if its key file is present, else None (offline)."""
+        """root's or targets' signer if its key file is where the settings say, else
+        None (kept offline). Read each time, never kept in memory."""
         try:
-            return self.signer(role)
+            return load_key_file(self.key_path(role))
         except TufKeyError:
             return None
 
@@ -219,8 +220,8 @@ class TufRepository:
             expires=self._expiry("timestamp", now), snapshot_meta=_metafile(1, body)
         )
         self._store(session, "timestamp", Metadata(timestamp), signers["timestamp"])
-        with self._signer_lock:
-            self._signers.update(signers)
+        with self._signer_lock:  # offline keys are never kept in memory
+            self._signers.update({r: signers[r] for r in ("bins", "snapshot", "timestamp")})
         log.info(
             "tuf.bootstrapped",
             key_dir=str(self.config.resolved_key_dir(self.settings)),
