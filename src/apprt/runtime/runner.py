@@ -101,7 +101,7 @@ def _websocket_impl() -> str:
 
 def serve(spec: dict[str, Any]) -> int:
     """Run uvicorn on the inherited listening socket until told to stop; the exit code."""
-    import contextlib
+    import asyncio
     import signal
     from collections.abc import Iterator
 
@@ -123,6 +123,25 @@ def serve(spec: dict[str, Any]) -> int:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+        _exit_event: asyncio.Event | None = None
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        async def main_loop(self) -> None:
+            # uvicorn polls should_exit 10 times a second; an idle instance should not
+            # wake that often (density), and a stop request should not wait for a poll.
+            self._loop = asyncio.get_running_loop()
+            self._exit_event = asyncio.Event()
+            counter = 0
+            while not await self.on_tick(counter):
+                counter = (counter + 10) % 864000  # one tick per second: Date refreshed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._exit_event.wait(), 1.0)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if self._loop is not None and self._exit_event is not None:
+                self._loop.call_soon_threadsafe(self._exit_event.set)
 
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
