@@ -185,8 +185,10 @@ def test_unpublish_window_dependents_and_listeners(
     r = _action(app_client, h, "com.example.hello", "1.0.0", "unpublish", reason="oops")
     assert r.status_code == 200 and r.json()["state"] == "unpublished"
     assert ("unpublished", {"app_id": "com.example.hello", "version": "1.0.0"}) in recorder.events
-    assert app_client.get(f"{APPS}/com.example.hello/versions").json() == []
-    assert app_client.get(f"{APPS}/com.example.hello").json()["latest_version"] is None
+    assert app_client.get(f"{APPS}/com.example.hello/versions").status_code == 404
+    mine = app_client.get(f"{APPS}/com.example.hello", headers=h).json()
+    assert mine["latest_version"] is None
+    assert [v["state"] for v in mine["versions"]] == ["unpublished"]
     # A version number is never reused.
     r = upload(app_client, h, make_package(dependencies={"com.example.base": "^1.0"}))
     assert r.status_code == 409 and "never reused" in r.text

@@ -751,8 +751,16 @@ def get_app(app_id: AppIdPath, session: DbSession, principal: OptionalPrincipal)
 
 
 def _versions(session: Session, principal: Principal | None, app: RegistryApp) -> list[VersionOut]:
+    """The versions the caller may see; an app with none of them is not found (an app
+    whose first version waits for review is not public yet)."""
     everything = principal is not None and principal.can_manage_app(app.app_id, app.publisher_id)
     rows = queries.versions_of(session, app, None if everything else INSTALLABLE_STATES)
+    if not rows and not everything:
+        raise NotFoundError.one(
+            f"no app {app.app_id!r} in the registry",
+            location="app_id",
+            hint="check the id (search with `apprt registry search`)",
+        )
     return [VersionOut.of(r) for r in rows]
 
 

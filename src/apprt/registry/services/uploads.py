@@ -378,7 +378,12 @@ def process_upload(
     :class:`UploadConflictError` (409) or :class:`UploadForbiddenError` (403) after
     recording the rejection; the job is readable either way.
     """
-    upload_id = _start_job(env, publisher_id, ref, filename, backport, actor)
+    try:
+        upload_id = _start_job(env, publisher_id, ref, filename, backport, actor)
+    except BaseException:
+        with session_scope(env.sessions) as session:
+            lifecycle.release_blob(session, env.blob_store, ref.digest)
+        raise
     run: _Run | None = None
     try:
         with (
