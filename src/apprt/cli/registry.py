@@ -528,3 +528,10 @@ def versions(
         print_json(data)
     else:
         show_versions(data, app)
+
+
+# -- registry tuf ... (the TUF repository's operator commands) ---------------------------
+
+from apprt.registry.tuf.cli import cli as tuf_cli  # noqa: E402
+
+cli.add_typer(tuf_cli, name="tuf")

@@ -72,6 +72,7 @@ from apprt.settings import Settings
 log = structlog.get_logger(__name__)
 
 BINS_PREFIX = "bins"
+ONLINE_KEYS = ("bins", "snapshot", "timestamp")
 _SERIALIZER = JSONSerializer(compact=True)
 _S = TypeVar("_S", Root, Timestamp, Snapshot, Targets)
 
@@ -156,6 +157,30 @@ class TufRepository:
                 self._signers[role] = signer
             return signer
 
+    def _online(self, session: Session, role: str) -> Signer:
+        """The online signer of ``role``, reloaded from its key file when the metadata
+        no longer trusts the one in memory (the key was rotated by another process)."""
+        signer = self.signer(role)
+        trusted = self._trusted_keyids(session, role)
+        if signer.public_key.keyid in trusted:
+            return signer
+        with self._signer_lock:
+            self._signers.pop(role, None)
+        signer = self.signer(role)
+        if signer.public_key.keyid not in trusted:
+            raise TufStateError.single(
+                f"the {role} key file is not a key the repository's metadata trusts",
+                file=str(self.key_path(role)),
+                hint="put the rotated key file in place (`apprt registry tuf rotate`)",
+            )
+        log.info("tuf.key_reloaded", role=role, keyid=signer.public_key.keyid)
+        return signer
+
+    def _trusted_keyids(self, session: Session, role: str) -> set[str]:
+        if role == "bins":
+            return set(self._succinct(session).keyids)
+        return set(self.root(session).signed.roles[role].keyids)
+
     def offline_signer(self, role: str) -> Signer | None:
         """root's or targets' signer if its key file is where the settings say, else
         None (kept offline). Read each time, never kept in memory."""
@@ -221,7 +246,7 @@ class TufRepository:
         )
         self._store(session, "timestamp", Metadata(timestamp), signers["timestamp"])
         with self._signer_lock:  # offline keys are never kept in memory
-            self._signers.update({r: signers[r] for r in ("bins", "snapshot", "timestamp")})
+            self._signers.update({r: signers[r] for r in ONLINE_KEYS})
         log.info(
             "tuf.bootstrapped",
             key_dir=str(self.config.resolved_key_dir(self.settings)),
@@ -234,10 +259,8 @@ class TufRepository:
 
     def _check_keys(self, session: Session) -> None:
         """The online keys on disk must be the ones root and targets delegate to."""
-        root = self.root(session).signed
         problems: list[Problem] = []
-        expected = {role: set(root.roles[role].keyids) for role in ("snapshot", "timestamp")}
-        expected["bins"] = set(self._succinct(session).keyids)
+        expected = {role: self._trusted_keyids(session, role) for role in ONLINE_KEYS}
         for role, keyids in expected.items():
             try:
                 keyid = self.signer(role).public_key.keyid
@@ -379,7 +402,7 @@ class TufRepository:
                 )
                 for row in rows
             }
-            body = self._new_version(session, name, current, self.signer("bins"), now)
+            body = self._new_version(session, name, current, self._online(session, "bins"), now)
             changed[f"{name}.json"] = _metafile(current.version, body)
         return changed
 
@@ -388,14 +411,16 @@ class TufRepository:
     ) -> MetaFile:
         snapshot = self._latest(session, "snapshot", Snapshot).signed
         snapshot.meta.update(changed)
-        body = self._new_version(session, "snapshot", snapshot, self.signer("snapshot"), now)
+        body = self._new_version(
+            session, "snapshot", snapshot, self._online(session, "snapshot"), now
+        )
         return _metafile(snapshot.version, body)
 
     def _bump_timestamp(self, session: Session, snapshot: MetaFile | None, now: datetime) -> None:
         timestamp = self._latest(session, "timestamp", Timestamp).signed
         if snapshot is not None:
             timestamp.snapshot_meta = snapshot
-        self._new_version(session, "timestamp", timestamp, self.signer("timestamp"), now)
+        self._new_version(session, "timestamp", timestamp, self._online(session, "timestamp"), now)
 
     # -- the registry's listener -----------------------------------------------------
 
