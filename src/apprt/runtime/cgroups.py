@@ -251,14 +251,14 @@ class Cgroup:
         paths: dict[str, Path] = {}
         try:
             if support.version == "v2":
-                base = support.bases["unified"] / parent
+                root = support.bases["unified"]
+                base = root / parent
                 if not base.exists():
+                    # controllers flow down: enabled in the root's subtree first, then ours
+                    with contextlib.suppress(OSError):
+                        _write(root / "cgroup.subtree_control", "+memory +cpu +pids")
                     base.mkdir()
                     _write(base / "cgroup.subtree_control", "+memory +cpu +pids")
-                with contextlib.suppress(OSError):
-                    _write(
-                        support.bases["unified"] / "cgroup.subtree_control", "+memory +cpu +pids"
-                    )
                 path = base / name
                 path.mkdir(exist_ok=True)
                 paths["unified"] = path

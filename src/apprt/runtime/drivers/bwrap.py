@@ -52,7 +52,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -71,6 +71,9 @@ from apprt.runtime.drivers.base import (
     TaskStats,
     TaskStatus,
 )
+
+if TYPE_CHECKING:
+    from apprt.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -845,6 +848,11 @@ class BwrapDriver(Driver):
                 f"not {self.name!r}; recover it with that driver"
             )
         return c.alive(handle.pid, handle.state.get("starttime"))
+
+
+def from_settings(settings: Settings) -> BwrapDriver:
+    """The driver the platform uses: its state under ``<data dir>/runtime/bwrap``."""
+    return BwrapDriver(state_dir=settings.data_dir / "runtime" / "bwrap")
 
 
 def remove_state(state_dir: Path) -> None:
