@@ -140,6 +140,29 @@ def test_examples_are_published_through_the_api_by_the_cli(
             "com.example.crm-connector@1.2.0",
             "com.example.sales-dashboard@1.3.0",
         ]
+        # Lifecycle through the CLI, with the publisher's token.
+        deprecated = apprt(
+            "registry", "deprecate", "com.example.team-notes", "2.0.1",
+            "--message", "use 3.x", "--replacement", "com.example.team-notes@3", *publisher,
+        )  # fmt: skip
+        assert deprecated.exit_code == 0 and "deprecated" in deprecated.stdout
+        assert "use 3.x" in deprecated.stdout
+        yanked = apprt(
+            "registry", "yank", "com.example.crm-connector", "1.2.0", "--reason", "bug", *publisher
+        )
+        assert yanked.exit_code == 0 and "yanked" in yanked.stdout
+        blocked = apprt("registry", "unpublish", "com.example.crm-connector", "1.2.0", *publisher)
+        assert blocked.exit_code == 1 and "sales-dashboard" in blocked.stderr
+        removed = apprt(
+            "registry", "unpublish", "com.example.sales-dashboard", "1.3.0", *publisher, "--json"
+        )
+        assert removed.exit_code == 0 and removed.json()["state"] == "unpublished"
+        listed = apprt("registry", "publisher", "list", *admin, "--json").json()
+        assert listed[0]["apps"] == [
+            "com.example.crm-connector", "com.example.sales-dashboard", "com.example.team-notes",
+        ]  # fmt: skip
+        assert apprt("registry", "serve", "--help").exit_code == 0
+
         # A refusal through the CLI: unsigned bytes are rejected with the checks shown.
         bogus = tmp_path / "bogus.apppkg"
         bogus.write_bytes(b"not a package")
