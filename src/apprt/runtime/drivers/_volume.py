@@ -10,8 +10,9 @@ Layout: the image is ``<data_dir>.ext4`` beside the data directory, and it is mo
 *on* ``data_dir`` (``loop,nosuid,nodev,noexec``) for as long as the instance exists,
 so the host sees the app's files where it expects them; :func:`unmount` on destroy.
 A data directory that already holds files when its image is first created is
-migrated into it. A larger ``storage_mb`` later grows the file system online;
-shrinking is refused (the image keeps its size and a warning is logged).
+migrated into it. A larger ``storage_mb`` grows the file system at the next mount
+(``e2fsck`` + ``resize2fs``, offline); shrinking is refused (the image keeps its size
+and a warning is logged).
 
 Costs on this machine: creating an image ~10 ms (once), mounting ~5 ms.
 """
@@ -109,21 +110,21 @@ def ensure_mounted(data_dir: Path, size_mb: int, uid: int, gid: int) -> None:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     image = image_path(data_dir)
-    if is_mounted(data_dir):
-        _grow(data_dir, image, size_mb)
+    if is_mounted(data_dir):  # still mounted (a crash before destroy): a new size waits
         os.chown(data_dir, uid, gid)
         return
-    if not image.exists():
+    if image.exists():
+        _grow_offline(image, size_mb)
+    else:
         _mkfs(image, size_mb, uid, gid)
         if any(data_dir.iterdir()):
             _migrate(data_dir, image, uid, gid)
-    elif any(data_dir.iterdir()):
+    if any(data_dir.iterdir()):
         raise DriverError(
             f"{data_dir} is not empty but its data lives in the volume {image}; move the "
             f"stray files away (they would be hidden under the mount)"
         )
     _mount(image, data_dir)
-    _grow(data_dir, image, size_mb)
     os.chown(data_dir, uid, gid)
 
 
@@ -175,7 +176,8 @@ def _mount(image: Path, target: Path) -> None:
         os.close(ctl)
 
 
-def _grow(data_dir: Path, image: Path, size_mb: int) -> None:
+def _grow_offline(image: Path, size_mb: int) -> None:
+    """Grow an unmounted image to ``size_mb`` (never shrink: a warning instead)."""
     current = image.stat().st_size >> 20
     if size_mb < current:
         log.warning(
@@ -187,13 +189,10 @@ def _grow(data_dir: Path, image: Path, size_mb: int) -> None:
         return
     if size_mb == current:
         return
-    device = _mount_source(data_dir)
-    if device is None or not device.startswith("/dev/loop"):
-        return
     with image.open("r+b") as f:
         f.truncate(size_mb << 20)
-    _run(["losetup", "-c", device], "resizing the loop device")
-    _run(["resize2fs", device], "growing the data volume")
+    _run(["e2fsck", "-f", "-p", str(image)], "checking the data volume before growing it")
+    _run(["resize2fs", str(image)], "growing the data volume")
 
 
 def _migrate(data_dir: Path, image: Path, uid: int, gid: int) -> None:
