@@ -8,6 +8,7 @@ layer can turn them into ``application/problem+json`` (RFC 9457).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class ApprtError(Exception):
     problems: list[Problem] = field(default_factory=list)
     title: str = "invalid input"
 
+    #: The HTTP status the API answers with (subclasses choose theirs).
+    status_code: ClassVar[int] = 400
+
     def __post_init__(self) -> None:
         super().__init__(self.title)
 
@@ -59,6 +63,24 @@ class ApprtError(Exception):
             return str(self.problems[0])
         lines = [f"{self.title}:"] + [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+class NotFoundError(ApprtError):
+    """What was asked for does not exist, or the caller may not know it does (HTTP 404)."""
+
+    status_code: ClassVar[int] = 404
+
+
+class ForbiddenError(ApprtError):
+    """The caller is known but may not do this (HTTP 403)."""
+
+    status_code: ClassVar[int] = 403
+
+
+class ConflictError(ApprtError):
+    """The request contradicts the current state (HTTP 409)."""
+
+    status_code: ClassVar[int] = 409
 
 
 class ManifestError(ApprtError):

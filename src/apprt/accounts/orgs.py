@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from apprt.accounts.models import Membership, Organization, OrgRole, Role, User
-from apprt.errors import ApprtError, Problem
+from apprt.errors import ApprtError, ConflictError, ForbiddenError, NotFoundError, Problem
 
 ORG_SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 USER_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
@@ -33,18 +33,6 @@ _hasher = PasswordHasher()
 # A fixed hash verified when the user does not exist, so login time does not tell
 # whether a user name is taken.
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
-
-
-class NotFoundError(ApprtError):
-    status_code: ClassVar[int] = 404
-
-
-class ForbiddenError(ApprtError):
-    status_code: ClassVar[int] = 403
-
-
-class ConflictError(ApprtError):
-    status_code: ClassVar[int] = 409
 
 
 class LoginError(ApprtError):

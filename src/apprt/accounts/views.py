@@ -17,11 +17,10 @@ from sqlalchemy import select
 
 from apprt.accounts import orgs
 from apprt.accounts.models import ApiToken, Organization, OrgRole, Role, User
-from apprt.accounts.orgs import ForbiddenError
 from apprt.accounts.services import authenticate, create_token, hash_token
 from apprt.db.base import utcnow
 from apprt.db.dependencies import DbSession
-from apprt.errors import ApprtError, Problem
+from apprt.errors import ApprtError, ForbiddenError, Problem
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

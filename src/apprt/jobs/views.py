@@ -22,10 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from apprt.accounts.models import Membership, Role, User
-from apprt.accounts.orgs import NotFoundError
 from apprt.accounts.views import CurrentUser
 from apprt.db.dependencies import DbSession
-from apprt.errors import Problem
+from apprt.errors import NotFoundError, Problem
 from apprt.jobs.engine import JobRunner
 from apprt.jobs.models import Job, JobEvent, JobState, StepState
 

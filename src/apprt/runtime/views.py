@@ -27,10 +27,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from apprt.accounts.models import OrgRole, Role
-from apprt.accounts.orgs import ForbiddenError, org_for
+from apprt.accounts.orgs import org_for
 from apprt.accounts.views import CurrentUser
 from apprt.db.dependencies import DbSession
-from apprt.errors import ApprtError, Problem
+from apprt.errors import ApprtError, ForbiddenError, Problem
 from apprt.gateway.identity import load_or_create_secret
 from apprt.manifest import Tenancy
 from apprt.runtime.supervisor import (
