@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path as FilePath
-from typing import Annotated, BinaryIO, ClassVar
+from typing import Annotated, Any, BinaryIO, ClassVar
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
@@ -213,19 +213,29 @@ def _file_size(file: BinaryIO, store: BlobStore, digest: str) -> int:
         return store.size(digest)
 
 
-@router.api_route(
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the blob"},
+    206: {"description": "the requested byte range"},
+    304: {"description": "not modified (If-None-Match)"},
+    400: {"description": "malformed digest"},
+    404: {"description": "no such blob"},
+    416: {"description": "range not satisfiable"},
+}
+
+
+@router.head(
     "/blobs/sha256/{digest}",
-    methods=["GET", "HEAD"],
-    summary="Download a blob by its SHA-256 (immutable, cacheable, resumable)",
+    summary="A blob's headers (size, ETag)",
+    operation_id="head_blob",
     response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the blob"},
-        206: {"description": "the requested byte range"},
-        304: {"description": "not modified (If-None-Match)"},
-        400: {"description": "malformed digest"},
-        404: {"description": "no such blob"},
-        416: {"description": "range not satisfiable"},
-    },
+    responses=_RESPONSES,
+)
+@router.get(
+    "/blobs/sha256/{digest}",
+    summary="Download a blob by its SHA-256 (immutable, cacheable, resumable)",
+    operation_id="download_blob",
+    response_class=Response,
+    responses=_RESPONSES,
 )
 def download_blob(
     digest: Annotated[
