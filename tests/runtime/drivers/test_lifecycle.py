@@ -105,3 +105,26 @@ def test_start_is_fast_enough_to_measure(driver: Driver, ws: Workspace) -> None:
     elapsed = time.perf_counter() - start
     driver.destroy(handle)
     print(f"{driver.name} start to ready: {elapsed * 1000:.1f} ms")
+
+
+def test_waiters_in_several_threads_all_see_the_exit(driver: Driver, ws: Workspace) -> None:
+    import threading
+
+    handle = driver.start(ws.config("waiters"))
+    results: list[object] = []
+
+    def waiter() -> None:
+        results.append(driver.wait(handle, timeout=10))
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        driver.stop(handle, timeout=5)
+        for t in threads:
+            t.join(15)
+        assert len(results) == 3 and all(r is not None for r in results), results
+        assert driver.inspect(handle).exit is not None
+    finally:
+        driver.destroy(handle)

@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,7 @@ class _Live:
     status: socket.socket  # our end of the status socket
     monitor_pid: int
     exit: ExitResult | None = None
+    reading: threading.Lock = field(default_factory=threading.Lock)
 
 
 class BwrapDriver(Driver):
@@ -146,6 +147,7 @@ class BwrapDriver(Driver):
         self._pool: list[_Slot] = []
         self._refilling = False
         self._closed = False
+        self._stale_checked = False
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -557,8 +559,25 @@ class BwrapDriver(Driver):
         slot.group.set_limits(memory_mb=r.memory_mb, cpu=r.cpu, pids=r.max_processes)
         return slot
 
+    def _remove_stale_pool(self) -> None:
+        """Remove empty ``pool-*`` cgroups a previous platform process left (its monitors
+        exited when it closed their sockets); live ones are not empty and stay."""
+        support = self.cgroup_support()
+        ours = {
+            slot.group.paths.get("pids", slot.group.paths.get("unified")) for slot in self._pool
+        }
+        for base in dict.fromkeys(support.bases.values()):
+            with contextlib.suppress(OSError):
+                for entry in (base / self.cgroup_parent).iterdir():
+                    if entry.name.startswith("pool-") and entry not in ours:
+                        with contextlib.suppress(OSError):
+                            entry.rmdir()
+
     def _refill(self) -> None:
         """Top the pool up to ``warm_pool`` monitors in a background thread."""
+        if not self._stale_checked:
+            self._stale_checked = True
+            self._remove_stale_pool()
         with self._lock:
             if self.warm_pool <= 0 or self._refilling or len(self._pool) >= self.warm_pool:
                 return
@@ -741,21 +760,34 @@ class BwrapDriver(Driver):
         with self._lock:
             live = self._live.get(handle.instance_id)
         if live is not None and live.monitor_pid == handle.state.get("monitor_pid"):
-            if live.exit is not None:
-                return live.exit
             deadline = time.monotonic() + timeout
             while True:
-                got = self._recv_event(live.status, deadline - time.monotonic())
-                if got is None:
+                # Threads may wait on the same task: one reads the socket at a time, in
+                # short slices, and every one sees the result as soon as it is known.
+                if live.exit is not None:
+                    return live.exit
+                left = deadline - time.monotonic()
+                if not live.reading.acquire(timeout=max(0.0, min(left, 0.05))):
+                    if left <= 0:
+                        return live.exit
+                    continue
+                try:
+                    if live.exit is not None:
+                        return live.exit
+                    got = self._recv_event(live.status, max(0.0, min(left, 0.05)))
+                    if got is not None:
+                        event, pid = got
+                        if event.get("ev") == "exit" and pid == live.monitor_pid:
+                            live.exit = self._result(handle, event)
+                        elif event.get("ev") == "eof":
+                            live.exit = self._from_exit_file(handle)
+                        # anything else (a stray message from the app) is ignored
+                except OSError:  # closed by destroy/close in another thread
+                    live.exit = live.exit or self._from_exit_file(handle)
+                finally:
+                    live.reading.release()
+                if live.exit is None and time.monotonic() >= deadline:
                     return None
-                event, pid = got
-                if event.get("ev") == "exit" and pid == live.monitor_pid:
-                    live.exit = self._result(handle, event)
-                    return live.exit
-                if event.get("ev") == "eof":
-                    live.exit = self._from_exit_file(handle)
-                    return live.exit
-                # anything else (a stray message from the app) is ignored
         deadline = time.monotonic() + timeout
         while True:
             if not c.alive(handle.pid, handle.state.get("starttime")):
