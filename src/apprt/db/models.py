@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from apprt.accounts import models as accounts_models
 from apprt.db.base import Base
+from apprt.install import models as install_models  # noqa: F401
 from apprt.jobs import models as jobs_models  # noqa: F401
 from apprt.registry import models as registry_models  # noqa: F401
 from apprt.registry.tuf import models as tuf_models  # noqa: F401
