@@ -1,12 +1,12 @@
 """cgroups for app instances: memory (limit, OOM detection), CPU (quota), pids (max).
 
 :func:`detect` fingerprints the host once: **cgroup v2** where the memory, cpu and pids
-controllers are available to us (we run in the root cgroup of a cgroup2 hierarchy
-that has them, or the operator delegated a subtree with ``APPRT_CGROUP_ROOT``), else
-**cgroup v1** (one hierarchy per controller, e.g. ``/sys/fs/cgroup/memory``), else
-none. Our cgroups are created *below the platform's own cgroup* in each hierarchy
+controllers are available to us (a subtree the operator delegated with
+``APPRT_CGROUP_ROOT``, or, as root, the hierarchy's root), else **cgroup v1** (one
+hierarchy per controller, e.g. ``/sys/fs/cgroup/memory``), else none. On v1 our cgroups
+are created *below the platform's own cgroup* in each hierarchy
 (``<own cgroup>/<parent>/<instance>``), so an instance is accounted within whatever
-contains the platform, and nothing outside that subtree is touched.
+contains the platform; on v2 below the chosen base (``<base>/<parent>/<instance>``).
 
 An instance's :class:`Cgroup` is a set of directories (one per hierarchy on v1, one on
 v2) persisted by path in the task handle, so a new platform process finds them again.
@@ -107,14 +107,15 @@ def _writable_dir(path: Path) -> bool:
 
 
 def _detect_v2(explicit: Path | None) -> CgroupSupport | str:
-    own = _own_paths().get("")
+    """Where we may create v2 cgroups with memory, cpu and pids: a delegated subtree
+    (``explicit``), else the hierarchy's root (as root: the root cgroup is exempt from
+    the "no processes in inner cgroups" rule, so our subtree can live beside the
+    platform's own cgroup, e.g. a systemd service, whatever that one holds)."""
     candidates: list[Path] = []
     if explicit is not None:
         candidates.append(explicit)
     else:
-        for fstype, mount, _ in _mounts():
-            if fstype == "cgroup2" and own is not None:
-                candidates.append(mount / own.lstrip("/"))
+        candidates += [mount for fstype, mount, _ in _mounts() if fstype == "cgroup2"]
     reasons = []
     for base in candidates:
         try:
@@ -129,15 +130,11 @@ def _detect_v2(explicit: Path | None) -> CgroupSupport | str:
                 f"(cgroup.controllers: {' '.join(sorted(available)) or 'empty'})"
             )
             continue
-        is_root = explicit is None and own == "/"
-        if explicit is None and not is_root:
-            reasons.append(
-                f"{base}: the platform's cgroup is not the root and no subtree was "
-                "delegated (set APPRT_CGROUP_ROOT to a cgroup2 directory we may manage)"
-            )
-            continue
         if not _writable_dir(base):
-            reasons.append(f"{base}: not writable by uid {os.getuid()}")
+            reasons.append(
+                f"{base}: not writable by uid {os.getuid()} (run as root, or delegate a "
+                "subtree to this user and set APPRT_CGROUP_ROOT to it)"
+            )
             continue
         return CgroupSupport("v2", f"cgroup v2 at {base}", {"unified": base})
     return "; ".join(reasons) or "no cgroup2 mount"

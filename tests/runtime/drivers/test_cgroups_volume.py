@@ -87,3 +87,30 @@ def test_volume_enforces_the_quota_and_keeps_data(data_dir: Path) -> None:
     assert st.f_blocks * st.f_frsize > 12 << 20
     used = _volume.usage_bytes(data_dir)
     assert used is not None and used < 16 << 20
+
+
+def test_v2_layout_on_a_fake_delegated_tree(tmp_path: Path) -> None:
+    """The v2 code paths (this host has only v1 controllers), on plain files."""
+    root = tmp_path / "delegated"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    support = cg.detect(root=root)
+    assert support.version == "v2" and support.bases == {"unified": root}
+    group = cg.Cgroup.create(support, "apprt", "inst", memory_mb=128, cpu=0.5, pids=32)
+    path = root / "apprt" / "inst"
+    assert group.paths == {"unified": path}
+    assert (root / "apprt" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    assert (path / "memory.max").read_text() == str(128 << 20)
+    assert (path / "cpu.max").read_text() == "50000 100000"
+    assert (path / "pids.max").read_text() == "32"
+    (path / "memory.current").write_text("4096\n")
+    (path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 1\n")
+    (path / "pids.current").write_text("3\n")
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n")
+    (path / "pids.events").write_text("max 5\n")
+    stats = group.stats()
+    assert stats == cg.CgroupStats(4096, 128 << 20, 2.5, 3)
+    assert group.oom_kills() == 1 and group.pids_limited() == 5
+    group.rename("renamed")
+    assert group.paths == {"unified": root / "apprt" / "renamed"}
+    assert cg.Cgroup.at(support, "apprt", "renamed").paths == group.paths
