@@ -177,7 +177,7 @@ def detect(root: Path | None = None) -> CgroupSupport:
         return CgroupSupport("none", f"APPRT_CGROUP_ROOT={explicit} is not usable: {v2}")
     v1 = _detect_v1()
     if isinstance(v1, CgroupSupport):
-        return v1
+        return CgroupSupport("v1", f"{v1.detail}; v2 not usable: {v2}", v1.bases)
     return CgroupSupport(
         "none",
         f"no usable cgroups: v2: {v2}; v1: {v1}. Run the platform as root, or delegate a "
