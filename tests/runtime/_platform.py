@@ -187,12 +187,14 @@ def kill_recorded(settings: Settings, pids: set[int] = frozenset()) -> None:  # 
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    # The bwrap driver mounts a quota volume on each data directory; a test's data
-    # directory goes away with the test, so its volumes must be unmounted.
+    # The bwrap driver keeps a zygote per state directory and mounts a quota volume on
+    # each data directory; both go with the test's data directory.
     try:
-        from apprt.runtime.drivers import _volume
+        from apprt.runtime.drivers import _volume, bwrap
     except ImportError:
         return
+    with contextlib.suppress(Exception):
+        bwrap.from_settings(settings).shutdown()
     for data_dir in data_dirs:
         with contextlib.suppress(Exception):
             _volume.unmount(data_dir)

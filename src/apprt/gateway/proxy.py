@@ -64,7 +64,7 @@ from apprt.gateway.upstream import (
     request_head,
 )
 from apprt.runtime.supervisor import Slot, Supervisor
-from apprt.server import problem_response, problem_type
+from apprt.server import _on_unexpected_error, problem_response, problem_type
 from apprt.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -278,13 +278,13 @@ class Gateway:
         self.supervisor = supervisor
         self.sessions = sessions
         self.metrics = metrics
-        self.upstreams: dict[Path, Upstream] = {}
+        self.upstreams: dict[str, Upstream] = {}
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.auth_cache: dict[tuple[str, str], tuple[float, Caller]] = {}
         supervisor.add_stop_listener(self._drop_upstream)
 
     def _drop_upstream(self, socket: Path) -> None:
-        upstream = self.upstreams.pop(socket, None)
+        upstream = self.upstreams.pop(str(socket), None)
         if upstream is not None:
             upstream.close()
 
@@ -293,10 +293,10 @@ class Gateway:
             upstream.close()
         self.upstreams.clear()
 
-    def _upstream(self, socket: Path) -> Upstream:
+    def _upstream(self, socket: str) -> Upstream:
         upstream = self.upstreams.get(socket)
         if upstream is None:
-            upstream = self.upstreams[socket] = Upstream(str(socket))
+            upstream = self.upstreams[socket] = Upstream(socket)
         return upstream
 
     # -- who is calling --------------------------------------------------------------
@@ -376,7 +376,7 @@ class Gateway:
                 headers={"Retry-After": "1"},
             )
 
-    async def _ready(self, slot: Slot) -> Path:
+    async def _ready(self, slot: Slot) -> str:
         """Wake the instance if needed; the socket to use."""
         if not slot.serving:
             slot.waiting += 1
@@ -384,7 +384,7 @@ class Gateway:
                 await self.supervisor.ensure_running(slot, slot.resources.request_timeout_s)
             finally:
                 slot.waiting -= 1
-        socket = slot.ingress_socket
+        socket = slot.ingress
         if socket is None or not slot.serving:
             raise BadGatewayError(f"{slot.app_id} is {slot.state.value}", hint="retry shortly")
         return socket
@@ -461,9 +461,20 @@ class Gateway:
                 await self._problem(scope, receive, sent, exc)
         except _ClientGone:
             status = 499
+        except Exception as exc:  # a bug here must still answer like the rest of the API
+            status = 500
+            if not sent.started:
+                await self._unexpected(scope, receive, sent, exc)
+            else:
+                log.exception("gateway.unexpected_error", path=scope.get("path"))
         finally:
             if self.metrics is not None:
                 self.metrics.request(*labels, status, time.perf_counter() - started)
+
+    async def _unexpected(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        # The same 500 (logged with an error id) as every other route's.
+        response = await _on_unexpected_error(Request({**scope, "type": "http"}), exc)
+        await response(scope, receive, send)
 
     async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: ApprtError) -> None:
         request = Request({**scope, "type": "http"})
@@ -677,7 +688,7 @@ class Gateway:
             headers = self._outgoing(slot, caller, org, incoming, scope, "GET", target)
             try:
                 upstream = await unix_connect(
-                    str(socket),
+                    socket,
                     uri=f"ws://app{target}",
                     additional_headers=[
                         (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers

@@ -281,9 +281,9 @@ class Slot:
         self.identity_key = key
         self.apply_spec(row)
         self.state = State(row.state)
-        self.handle: TaskHandle | None = (
-            TaskHandle(**row.handle) if row.handle is not None else None
-        )
+        self._handle: TaskHandle | None = None
+        self.ingress: str | None = None  # the handle's ingress socket path, cached
+        self.handle = TaskHandle(**row.handle) if row.handle is not None else None
         self.restart_count = row.restart_count
         self.recent_crashes: list[float] = list(row.recent_crashes or [])
         self.last_exit = row.last_exit
@@ -314,13 +314,19 @@ class Slot:
         self.idle_timeout_s = row.idle_timeout_s
 
     @property
+    def handle(self) -> TaskHandle | None:
+        """The live sandbox, or None."""
+        return self._handle
+
+    @handle.setter
+    def handle(self, value: TaskHandle | None) -> None:
+        self._handle = value
+        self.ingress = str(value.ingress_socket) if value is not None else None
+
+    @property
     def serving(self) -> bool:
         """Requests can be proxied right now (Running, or Updating on the old version)."""
         return self.handle is not None and self.state in (State.RUNNING, State.UPDATING)
-
-    @property
-    def ingress_socket(self) -> Path | None:
-        return self.handle.ingress_socket if self.handle is not None else None
 
     def note_request(self) -> None:
         self.last_request = time.monotonic()
@@ -457,6 +463,7 @@ class Supervisor:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apprt-supervisor")
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._orphans: set[asyncio.Future[TaskHandle]] = set()
         self._stop_listeners: list[Callable[[Path], None]] = []
         self._last_flush = time.monotonic()
         self._closed = False
@@ -557,16 +564,27 @@ class Supervisor:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.settings.runtime_stop_on_shutdown:
+        for future in list(self._orphans):  # starts cut short: stop what they started
+            self._orphans.discard(future)
+            with contextlib.suppress(Exception):
+                await self._io(self._stop_and_destroy, await future, 2.0)
+        stop = self.settings.runtime_stop_on_shutdown
+        if stop:
             for slot in list(self.slots.values()):
-                if slot.handle is not None or slot.state in LIVE_STATES:
+                if slot.handle is not None or slot.state is State.RUNNING:
                     with contextlib.suppress(Exception):
                         await self._suspend(slot, "platform shutdown", drain_s=0.0)
         with contextlib.suppress(Exception):
             await self._io(self._flush_requests, list(self.slots.values()))
         self._pool.shutdown(wait=True)
+        # Stopping everything includes the driver's helpers (the bwrap driver's zygote);
+        # otherwise they stay for the next platform process, like the sandboxes.
+        shutdown = getattr(self.driver, "shutdown", None) if stop else None
         with contextlib.suppress(Exception):
-            self.driver.close()
+            if callable(shutdown):
+                shutdown()
+            else:
+                self.driver.close()
 
     async def _recover_all(self) -> None:
         live = [s for s in self.slots.values() if s.state in LIVE_STATES]
@@ -948,6 +966,16 @@ class Supervisor:
             shutil.rmtree(config.run_dir, ignore_errors=True)
             raise
 
+    def _discard_orphan(self, future: asyncio.Future[TaskHandle]) -> None:
+        if future not in self._orphans:
+            return  # close() took care of it
+        self._orphans.discard(future)
+        if future.cancelled() or future.exception() is not None:
+            return
+        handle = future.result()
+        with contextlib.suppress(RuntimeError):  # executor shut down
+            self._pool.submit(self._stop_and_destroy, handle, 2.0)
+
     def _prepare_soon(self, slot: Slot) -> None:
         """Let the driver warm what makes this instance's next start fast."""
         config = self._task_config(slot, self.run_root / f"{slot.id}-prepare")
@@ -994,14 +1022,21 @@ class Supervisor:
         if delay > 0:
             await asyncio.sleep(delay)
         async with slot.lock:
-            if slot.state is not State.LOADING or slot.handle is not None:
+            if self._closed or slot.state is not State.LOADING or slot.handle is not None:
                 return
             await self._start_attempt(slot)
 
     async def _start_attempt(self, slot: Slot) -> None:
         """Start the sandbox of a Loading instance (lock held)."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, self._start_sandbox, slot)
         try:
-            handle = await self._io(self._start_sandbox, slot)
+            handle = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The start goes on in its thread: what it starts must not be left running
+            # unknown to anyone (close() waits for it; otherwise it is stopped when done).
+            self._orphans.add(future)
+            future.add_done_callback(self._discard_orphan)
+            raise
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
             log.warning("runtime.start_failed", instance=slot.id, app=slot.app_id, error=reason)
