@@ -225,16 +225,17 @@ def main(argv: list[str]) -> int:
 # "spawn" request carries the instance's spec and descriptors; for each the zygote
 # forks a *monitor* (C1) which
 #
-#   1. says hello on the instance's status socket (the platform learns its host pid
-#      from SCM_CREDENTIALS and moves it into the instance's cgroups) and waits for go;
+#   1. says hello on its status socket (the platform learns its host pid from
+#      SCM_CREDENTIALS and moves it into a cgroup), and once acknowledged
 #   2. unshares mount, pid, net, ipc, uts and cgroup namespaces, makes mounts private,
-#      attaches the detached mount trees the platform opened (code, env, data, run
-#      directory) with move_mount, mounts a size-limited tmpfs on /tmp, brings lo up;
-#   3. forks the *server* (C2): pid 1 of the new pid namespace, which mounts its /proc,
-#      switches to the instance's uid and gid (dropping every capability), sets
-#      no_new_privs, loads the instance seccomp filter and rlimits, and only then
+#      mounts a tmpfs on /tmp, brings lo up, and forks the *server* (C2), pid 1 of the
+#      new pid namespace, which mounts its /proc. Both then wait in the warm pool.
+#   3. On "go" (the instance's spec and descriptors), the server attaches the detached
+#      mount trees the platform opened (code, env, data, run directory) with
+#      move_mount, switches to the instance's uid and gid (dropping every capability),
+#      sets no_new_privs, loads the instance seccomp filter and rlimits, and only then
 #      imports the app and serves it on the inherited ingress socket;
-#   4. waits for the server and reports its exit (status socket + exit file).
+#   4. the monitor waits for the server and reports its exit (status socket + file).
 #
 # No app code ever runs in the zygote or the monitor.
 # ---------------------------------------------------------------------------------------
@@ -355,8 +356,13 @@ def _send(sock_fd: int, message: dict[str, Any]) -> None:
 
 
 def _monitor(status: int, libc: _Libc) -> int:
-    """C1: wait for the cgroup and the spec, build the namespaces, fork the server,
-    report its exit."""
+    """C1: join the cgroup, build the namespaces, fork the server, report its exit.
+
+    Everything that does not depend on the instance happens while this monitor waits in
+    the warm pool: namespaces, private mounts, tmpfs, loopback, the server forked as pid 1
+    of the new pid namespace with its /proc. What depends on the instance (mount trees,
+    uid, limits, the app) arrives with "go", which the *server* reads.
+    """
     import signal
     import socket
 
@@ -364,36 +370,16 @@ def _monitor(status: int, libc: _Libc) -> int:
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _send(status, {"ev": "hello"})
-    # A pooled monitor waits here until an instance needs it (or the platform closes the
-    # socket). "go" comes once we are in the instance's cgroups, with the spec and fds.
     with socket.socket(fileno=os.dup(status)) as sock:
         try:
-            go, received = _recv(sock)
+            ack, received = _recv(sock)  # sent once the platform moved us into a cgroup
         except (OSError, ValueError):
             return 70
-    if go.get("ev") != "go":
-        for fd in received:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    for fd in received:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if ack.get("ev") != "cgroup":
         return 70  # the platform aborted (or vanished)
-    spec: dict[str, Any] = go["spec"]
-    roles = spec["fds"]
-    if len(roles) != len(received):
-        return 73
-    fds = dict(zip(roles, received, strict=True))
-    fds["status"] = status
-    try:
-        return _build_and_watch(spec, fds, libc)
-    except BaseException:
-        import traceback
-
-        with contextlib.suppress(OSError, KeyError):
-            os.write(fds["log"], traceback.format_exc().encode())
-        return 74
-
-
-def _build_and_watch(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
-    import socket
 
     libc.unshare(
         _CLONE_NEWNS
@@ -404,34 +390,31 @@ def _build_and_watch(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> 
         | _CLONE_NEWCGROUP
     )
     libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
-    libc.umount(spec.get("zygote_dir", "/run/zygote"))  # the zygote's control socket
-    for role, target in (
-        ("code", "/app"),
-        ("env", "/env"),
-        ("data", "/data"),
-        ("run", "/run/apprt"),
-    ):
-        if role in fds:
-            libc.move_mount(fds[role], target)
-            os.close(fds.pop(role))
-    tmp_mb = int(spec.get("tmp_mb", 16))
-    libc.mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    socket.sethostname(spec.get("hostname", "app"))
+    libc.umount("/run/zygote")  # the zygote's control socket
+    libc.mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "size=16m,mode=1777")
+    socket.sethostname("app")
     _loopback_up()
 
+    # the server hands us the exit-file descriptor it receives with "go"
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         code = 71
         try:
-            code = _server(spec, fds, libc)
+            mine.close()
+            code = _server(status, theirs, libc)
         except BaseException:
             import traceback
 
             traceback.print_exc()
         finally:
             os._exit(code)
-    for role in ("log", "listen"):
-        os.close(fds.pop(role))
+    theirs.close()
+    try:
+        _, exit_fds = _recv(mine)
+    except (OSError, ValueError):
+        exit_fds = []
+    mine.close()
     while True:
         try:
             _, wstatus = os.waitpid(pid, 0)
@@ -443,17 +426,18 @@ def _build_and_watch(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> 
         "code": os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None,
         "signal": os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
     }
-    exit_fd = fds.get("exit")
-    if exit_fd is not None:
+    for fd in exit_fds:
         with contextlib.suppress(OSError):
-            os.write(exit_fd, json.dumps(result).encode())
-    _send(fds["status"], result)
+            os.write(fd, json.dumps(result).encode())
+    _send(status, result)
     return 0
 
 
-def _server(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
-    """C2: pid 1 of the instance; drops every privilege, then imports the app and serves."""
+def _server(status: int, monitor: Any, libc: _Libc) -> int:
+    """C2: pid 1 of the instance. Mounts its /proc, waits (in the pool) for "go", attaches
+    the instance's mount trees, drops every privilege, then imports the app and serves."""
     import signal
+    import socket
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -469,16 +453,47 @@ def _server(spec: dict[str, Any], fds: dict[str, int], libc: _Libc) -> int:
                 _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
                 None,
             )
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(fds["log"], 1)
-    os.dup2(fds["log"], 2)
-    listen = fds["listen"]
-    status = fds["status"]
+
+    with socket.socket(fileno=os.dup(status)) as sock:
+        try:
+            go, received = _recv(sock)
+        except (OSError, ValueError):
+            return 70
+    if go.get("ev") != "go" or len(go["spec"]["fds"]) != len(received):
+        return 70  # the pool was drained (or the platform vanished)
+    spec: dict[str, Any] = go["spec"]
+    fds = dict(zip(spec["fds"], received, strict=True))
     exit_fd = fds.pop("exit", None)
     if exit_fd is not None:
+        socket.send_fds(monitor, [b"exit"], [exit_fd])
         os.close(exit_fd)
+    monitor.close()
+    try:
+        for role, target in (
+            ("code", "/app"),
+            ("env", "/env"),
+            ("data", "/data"),
+            ("run", "/run/apprt"),
+        ):
+            if role in fds:
+                libc.move_mount(fds[role], target)
+                os.close(fds.pop(role))
+        tmp_mb = int(spec.get("tmp_mb", 16))
+        libc.mount(
+            None, "/tmp", None, _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777"
+        )
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(fds["log"], 1)
+        os.dup2(fds["log"], 2)
+    except BaseException:
+        import traceback
+
+        with contextlib.suppress(OSError, KeyError):
+            os.write(fds["log"], traceback.format_exc().encode())
+        return 74
+    listen = fds["listen"]
     _close_fds_except({0, 1, 2, listen, status})
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115

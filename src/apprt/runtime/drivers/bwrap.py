@@ -525,6 +525,9 @@ class BwrapDriver(Driver):
             group.add(monitor_pid)
             with contextlib.suppress(OSError):  # the OOM killer picks the server, not this
                 Path(f"/proc/{monitor_pid}/oom_score_adj").write_text("-1000")
+            # now in its cgroup: it builds the namespaces and forks the server, which
+            # then waits for "go"
+            ours.send(json.dumps({"ev": "cgroup"}).encode())
         except BaseException:
             ours.close()
             group.remove()
