@@ -148,6 +148,7 @@ class BwrapDriver(Driver):
         self._refilling = False
         self._closed = False
         self._stale_checked = False
+        self._refill_thread: threading.Thread | None = None
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -404,6 +405,10 @@ class BwrapDriver(Driver):
         """Drop the warm pool and our status sockets; running tasks keep running."""
         with self._lock:
             self._closed = True
+            refill = self._refill_thread
+        if refill is not None and refill is not threading.current_thread():
+            refill.join(15)  # it sees _closed and drops what it was making
+        with self._lock:
             pool, self._pool = self._pool, []
             for live in self._live.values():
                 live.status.close()
@@ -605,7 +610,8 @@ class BwrapDriver(Driver):
                 with self._lock:
                     self._refilling = False
 
-        threading.Thread(target=fill, name="apprt-bwrap-pool", daemon=True).start()
+        self._refill_thread = threading.Thread(target=fill, name="apprt-bwrap-pool", daemon=True)
+        self._refill_thread.start()
 
     def warm(self, timeout: float = 10.0) -> None:
         """Fill the warm pool now and wait until it is full (benchmarks, ``prepare``)."""
