@@ -39,6 +39,14 @@ Contract details the supervisor can rely on:
 * ``destroy`` is idempotent; ``stop`` on an exited task is a no-op.
 * All methods are blocking and thread-safe; call them from a worker thread
   (``asyncio.to_thread``) in async code.
+* ``data_dir`` may become a mount point while the task exists: the bwrap driver mounts
+  the instance's quota volume (``<data_dir>.ext4``) on it and unmounts it in
+  ``destroy``. Back up or delete an instance's data only after ``destroy``, and delete
+  ``<data_dir>.ext4`` with it.
+* Drivers may offer more than this interface (the bwrap driver: ``shutdown()`` to stop
+  its fork server, ``limit_events(handle)`` for OOM kills and refused forks,
+  ``storage_bytes(handle)`` for the data volume's usage, module-level
+  ``from_settings(settings)``); use them with ``getattr``.
 """
 
 from __future__ import annotations
