@@ -80,6 +80,21 @@ class Settings(BaseSettings):
         1000, gt=0, description="Requests per second per app and org (token bucket; 429)."
     )
     gateway_rate_burst: int = Field(2000, ge=1, description="Token bucket size of that limit.")
+    # -- services: the platform API apps call on platform.sock (apprt.services) --
+    services_rate_per_s: float = Field(
+        200, gt=0, description="Platform API calls per second per app and org (token bucket; 429)."
+    )
+    services_rate_burst: int = Field(400, ge=1, description="Token bucket size of that limit.")
+    state_default_storage_mb: int = Field(
+        10, ge=1, description="State quota (MiB) of an app whose manifest has storage_mb = 0."
+    )
+    state_max_keys: int = Field(100_000, ge=1, description="State keys per app and organization.")
+    audit_retention_days: float = Field(
+        90, gt=0, description="Platform API audit rows older than this are deleted."
+    )
+    backup_keep: int = Field(
+        20, ge=1, description="State backups kept per app and organization (oldest go first)."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

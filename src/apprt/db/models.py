@@ -14,6 +14,7 @@ from apprt.jobs import models as jobs_models  # noqa: F401
 from apprt.registry import models as registry_models  # noqa: F401
 from apprt.registry.tuf import models as tuf_models  # noqa: F401
 from apprt.runtime import models as runtime_models  # noqa: F401
+from apprt.services import models as services_models  # noqa: F401
 
 metadata = Base.metadata
 

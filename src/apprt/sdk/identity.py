@@ -22,17 +22,27 @@ The key is per instance (the platform derives it from its secret and the instanc
 no app can forge headers for another app) and reaches the app as
 ``$APPRT_IDENTITY_KEY`` (hex). In an ASGI app::
 
-    from apprt.sdk import identity_from_scope, IdentityError
+    from apprt.sdk import identity
 
     async def app(scope, receive, send):
-        who = identity_from_scope(scope)      # raises IdentityError when not genuine
+        who = identity.current(scope)         # raises IdentityError when not genuine
         ... who.org, who.user, who.roles, who.grants, who.config
+
+:func:`current` also accepts a Starlette/FastAPI ``Request`` (anything with a
+``scope``), or the headers with ``method=`` and ``target=``. It remembers the verified
+caller for the rest of the request (a context variable), so that platform calls made
+while handling it (:mod:`apprt.sdk.state`) act for the caller's organization; they
+forward the signed headers (``x-apprt-caller``) and the platform checks them again
+with the same key, so a shared-tenancy app cannot act for an organization no request
+came from.
 
 Standard library only: apps import this without extra requirements.
 """
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import hashlib
 import hmac
 import json
@@ -57,10 +67,54 @@ TIMESTAMP, SIGNATURE = "x-apprt-timestamp", "x-apprt-signature"
 SIGNED = (ORG, USER, ROLES, GRANTS, CONFIG)
 KEY_ENV = "APPRT_IDENTITY_KEY"
 DEFAULT_MAX_AGE_S = 300.0
+#: The header an app's platform calls carry the caller's signed identity in.
+CALLER_HEADER = "x-apprt-caller"
+#: Longest ``x-apprt-caller`` value the platform reads.
+MAX_CALLER_HEADER = 32 * 1024
 
 
 class IdentityError(ValueError):
     """The identity headers are missing, stale, or not signed by the platform."""
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What the gateway signed for one request: its identity headers, method and target.
+
+    The platform needs all of it to check the signature again when the app forwards
+    the caller's identity with a platform call.
+    """
+
+    headers: tuple[tuple[str, str], ...]  # the x-apprt-* values as received (lowercase)
+    method: str
+    target: str
+
+    def encode(self) -> str:
+        """The ``x-apprt-caller`` header value (base64url of a JSON object, ASCII)."""
+        data = {"h": dict(self.headers), "m": self.method, "t": self.target}
+        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+    @classmethod
+    def decode(cls, value: str) -> Proof:
+        """Parse an ``x-apprt-caller`` value (raises IdentityError when malformed)."""
+        if len(value) > MAX_CALLER_HEADER:
+            raise IdentityError(f"{CALLER_HEADER} is longer than {MAX_CALLER_HEADER} characters")
+        try:
+            data = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
+        except (ValueError, UnicodeError):
+            raise IdentityError(f"{CALLER_HEADER} is not base64url-encoded JSON") from None
+        if not isinstance(data, dict):
+            raise IdentityError(f"{CALLER_HEADER} is not a JSON object")
+        headers, method, target = data.get("h"), data.get("m"), data.get("t")
+        if (
+            not isinstance(headers, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+            or not isinstance(method, str)
+            or not isinstance(target, str)
+        ):
+            raise IdentityError(f"{CALLER_HEADER} lacks the headers, method or target")
+        return cls(tuple(sorted(headers.items())), method, target)
 
 
 @dataclass(frozen=True)
@@ -71,6 +125,8 @@ class Identity:
     grants: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict)
     timestamp: int = 0
+    #: The signed request this identity was verified from (None when built by hand).
+    proof: Proof | None = field(default=None, compare=False, repr=False)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -159,6 +215,7 @@ def verify_identity(
         raise IdentityError("x-apprt-config is not JSON") from None
     if not isinstance(config, dict):
         raise IdentityError("x-apprt-config is not a JSON object")
+    signed = {name: values[name] for name in (*SIGNED, TIMESTAMP, SIGNATURE) if name in values}
     return Identity(
         org=values.get(ORG, ""),
         user=values.get(USER, ""),
@@ -166,6 +223,7 @@ def verify_identity(
         grants=_split(values.get(GRANTS, "")),
         config=config,
         timestamp=int(timestamp),
+        proof=Proof(tuple(sorted(signed.items())), method.upper(), target),
     )
 
 
@@ -193,3 +251,45 @@ def identity_from_scope(
         target=request_target(scope),
         max_age_s=max_age_s,
     )
+
+
+_current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
+    "apprt_identity", default=None
+)
+
+
+def current(
+    source: Any,
+    key: bytes | None = None,
+    *,
+    method: str | None = None,
+    target: str | None = None,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
+) -> Identity:
+    """The verified caller of the request being handled (org, user, roles, grants, config).
+
+    ``source``: an ASGI scope, an object with a ``scope`` (Starlette/FastAPI
+    ``Request``), or the request's headers, then with ``method`` and ``target`` (path
+    and query as on the wire). ``key``: default ``$APPRT_IDENTITY_KEY``. Raises
+    :class:`IdentityError` when the headers are missing, stale or not the gateway's.
+
+    The result is also remembered for the rest of the request (see :func:`active`):
+    :mod:`apprt.sdk.state` calls made meanwhile act for ``who.org``.
+    """
+    scope = getattr(source, "scope", source)
+    if isinstance(scope, Mapping) and "type" in scope:
+        who = identity_from_scope(scope, key, max_age_s=max_age_s)
+    else:
+        if method is None or target is None:
+            raise IdentityError(
+                "headers alone cannot be checked: pass method= and target= of the request "
+                "(or pass the ASGI scope or the Request)"
+            )
+        who = verify_identity(source, key, method=method, target=target, max_age_s=max_age_s)
+    _current.set(who)
+    return who
+
+
+def active() -> Identity | None:
+    """The caller :func:`current` verified in this context (request), or None."""
+    return _current.get()
