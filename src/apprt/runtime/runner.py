@@ -291,6 +291,10 @@ class _Libc:
         )
         self._check(result, f"mount {target}")
 
+    def set_name(self, name: str) -> None:
+        """The process name ``ps``/``top`` show (``comm``, 15 bytes)."""
+        self.libc.prctl(self.ctypes.c_int(15), name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
     def umount(self, target: str) -> None:
         self._check(self.libc.umount2(target.encode(), self.ctypes.c_int(2)), f"umount {target}")
 
@@ -366,6 +370,7 @@ def _monitor(status: int, libc: _Libc) -> int:
     import signal
     import socket
 
+    libc.set_name("apprt-monitor")
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -439,6 +444,7 @@ def _server(status: int, monitor: Any, libc: _Libc) -> int:
     import signal
     import socket
 
+    libc.set_name("apprt-app")
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -538,6 +544,7 @@ def zygote_main(spec: dict[str, Any]) -> int:
     set_paths(spec)
     preload_server()
     libc = _Libc()
+    libc.set_name("apprt-zygote")
     path = spec["control"]
     if os.path.exists(path):
         os.unlink(path)
