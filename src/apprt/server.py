@@ -271,6 +271,7 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.observe.metrics",
     "apprt.runtime.views",
     "apprt.gateway.views",
+    "apprt.install.component",
 )
 
 

@@ -281,6 +281,8 @@ class Gateway:
         self.upstreams: dict[str, Upstream] = {}
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.auth_cache: dict[tuple[str, str], tuple[float, Caller]] = {}
+        #: ``(org, app id) -> settings JSON``; the install engine sets it (in memory).
+        self.config_for: Callable[[str, str], str] | None = None
         supervisor.add_stop_listener(self._drop_upstream)
 
     def _drop_upstream(self, socket: Path) -> None:
@@ -406,7 +408,7 @@ class Gateway:
             user=caller.user,
             roles=caller.roles,
             grants=slot.grants,
-            config=EMPTY_CONFIG,
+            config=self.config_for(org, slot.app_id) if self.config_for else EMPTY_CONFIG,
             method=method,
             target=target,
         )

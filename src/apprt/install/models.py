@@ -66,6 +66,8 @@ class Installation(Base):
     has_backend: Mapped[bool] = mapped_column(default=True)
     #: The organization's settings for the app, validated, defaults applied.
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The installed version's dependencies (app id -> range): who needs whom.
+    dependencies: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     #: Permissions an org admin consented to (exactly the manifest's, normalized).
     grants: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: Resources allocated against the organization's quotas.

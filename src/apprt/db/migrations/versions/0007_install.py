@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("tenancy", sa.String(length=16), nullable=False),
         sa.Column("has_backend", sa.Boolean(), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("dependencies", sa.JSON(), nullable=False),
         sa.Column("grants", sa.JSON(), nullable=False),
         sa.Column("memory_mb", sa.Integer(), nullable=False),
         sa.Column("storage_mb", sa.Integer(), nullable=False),

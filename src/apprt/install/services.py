@@ -1,0 +1,599 @@
+"""What the install engine decides, as plain functions over a session.
+
+The same functions check a request before its job is created (so bad input is a 4xx
+at once and nothing is touched) and run again inside the job's steps (the
+authoritative check: the registry or the organization may have changed meanwhile):
+
+* :func:`pick_versions`: package resolution (the app exists, versions match the range);
+* :func:`choose_compatible`: compatibility (platform API range, the organization's
+  installed apps that depend on it) and the notices to show (deprecations, yanks);
+* :func:`plan_dependencies`: the install plan with the resolver (dependencies first);
+* :func:`check_quota`: apps, memory and storage against the organization's quotas;
+* :func:`consent_items` / :func:`grants_for`: the permissions to consent to, and the
+  grants an admin's consent gives (all declared permissions, or a refusal);
+* :func:`validate_config`: the organization's settings against the app's config schema,
+  defaults applied.
+
+Other domains read installations through :func:`installations_of`,
+:func:`active_installation` and the in-memory :class:`InstallationIndex` on
+``app.state.installations`` (what the gateway and the shell need per request,
+without a database query).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from apprt import PLATFORM_API_VERSION
+from apprt.accounts.models import Organization
+from apprt.errors import Problem
+from apprt.install.errors import (
+    AlreadyInstalledError,
+    ConsentRequiredError,
+    DependentsError,
+    IncompatibleError,
+    InstallError,
+    InvalidConfigError,
+    NotInstalledError,
+    QuotaExceededError,
+    UnknownAppError,
+    UnsatisfiableRangeError,
+)
+from apprt.install.models import Installation, InstallState
+from apprt.manifest import Manifest, config_defaults, parse_manifest
+from apprt.registry.models import INSTALLABLE_STATES, AppVersion, RegistryApp, VersionState
+from apprt.registry.services import queries
+from apprt.resolve import resolve
+from apprt.versioning import VersionError, parse_range, parse_version
+
+
+def app_url(org: str, app_id: str) -> str:
+    return f"/apps/{org}/{app_id}/"
+
+
+# -- what is planned -------------------------------------------------------------------
+
+
+@dataclass
+class PlannedApp:
+    """One app version the job installs."""
+
+    app_id: str
+    version: str
+    sha256: str
+    size: int
+    manifest: Manifest
+    requested: bool
+    manifest_text: str = ""
+
+    @property
+    def has_backend(self) -> bool:
+        return self.manifest.backend is not None
+
+    @property
+    def tenancy(self) -> str:
+        return self.manifest.tenancy.value
+
+    @property
+    def memory_mb(self) -> int:
+        return self.manifest.resources.memory_mb if self.has_backend else 0
+
+    @property
+    def storage_mb(self) -> int:
+        return self.manifest.resources.storage_mb if self.has_backend else 0
+
+    @property
+    def permissions(self) -> list[str]:
+        return [p.permission for p in self.manifest.permissions]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "app_id": self.app_id,
+            "version": self.version,
+            "sha256": self.sha256,
+            "size": self.size,
+            "requested": self.requested,
+        }
+
+
+def _manifest_of(row: AppVersion) -> Manifest:
+    return parse_manifest(row.manifest_text)
+
+
+def planned_from(session: Session, items: Iterable[Mapping[str, Any]]) -> list[PlannedApp]:
+    """Rebuild a plan (a step's JSON output) with the manifests from the registry."""
+    plan = []
+    for item in items:
+        row = queries.get_version(session, item["app_id"], item["version"])
+        plan.append(
+            PlannedApp(
+                app_id=item["app_id"],
+                version=item["version"],
+                sha256=item["sha256"],
+                size=int(item["size"]),
+                manifest=_manifest_of(row),
+                requested=bool(item["requested"]),
+                manifest_text=row.manifest_text,
+            )
+        )
+    return plan
+
+
+# -- the organization's installations -------------------------------------------------
+
+
+def installations_of(session: Session, org: Organization) -> list[Installation]:
+    return list(
+        session.scalars(
+            select(Installation).where(Installation.org_id == org.id).order_by(Installation.app_id)
+        )
+    )
+
+
+def find_installation(session: Session, org: Organization, app_id: str) -> Installation | None:
+    return session.scalars(
+        select(Installation).where(Installation.org_id == org.id, Installation.app_id == app_id)
+    ).one_or_none()
+
+
+def get_installation(session: Session, org: Organization, app_id: str) -> Installation:
+    row = find_installation(session, org, app_id)
+    if row is None:
+        raise NotInstalledError.one(
+            f"{app_id} is not installed in {org.slug}",
+            location="app",
+            hint=f"list the organization's apps with `apprt apps list --org {org.slug}`",
+        )
+    return row
+
+
+def installed_versions(session: Session, org: Organization) -> dict[str, str]:
+    """App id -> version of every installation row (any state) of ``org``."""
+    return {row.app_id: row.version for row in installations_of(session, org)}
+
+
+def active_installation(session: Session, org_slug: str, app_id: str) -> Installation | None:
+    """The active installation of ``app_id`` in the organization ``org_slug``, or None."""
+    return session.scalars(
+        select(Installation)
+        .join(Organization, Organization.id == Installation.org_id)
+        .where(
+            Organization.slug == org_slug,
+            Installation.app_id == app_id,
+            Installation.state == InstallState.ACTIVE,
+        )
+    ).one_or_none()
+
+
+def check_not_installed(session: Session, org: Organization, app_id: str) -> None:
+    row = find_installation(session, org, app_id)
+    if row is None:
+        return
+    if row.state is InstallState.ACTIVE:
+        raise AlreadyInstalledError.one(
+            f"{app_id} {row.version} is already installed in {org.slug}",
+            location="app",
+            hint="to change its version, update it; to start afresh, uninstall it first",
+        )
+    raise AlreadyInstalledError.one(
+        f"{app_id} is {row.state.value} in {org.slug} (job {row.job_id})",
+        location="app",
+        hint=f"wait for that job to finish (GET /api/v1/jobs/{row.job_id})",
+    )
+
+
+def dependents(session: Session, org: Organization, app_id: str) -> list[Installation]:
+    """Other installations of ``org`` whose version depends on ``app_id``."""
+    return [
+        row
+        for row in installations_of(session, org)
+        if row.app_id != app_id and app_id in (row.dependencies or {})
+    ]
+
+
+def check_no_dependents(session: Session, org: Organization, app_id: str) -> None:
+    needing = dependents(session, org, app_id)
+    if needing:
+        names = ", ".join(f"{r.app_id} {r.version}" for r in needing)
+        raise DependentsError.one(
+            f"{names} depend{'s' if len(needing) == 1 else ''} on {app_id} in {org.slug}",
+            location="app",
+            hint="uninstall " + (" and ".join(r.app_id for r in needing)) + " first",
+        )
+
+
+def check_uninstallable(
+    session: Session, org: Organization, row: Installation, *, job_id: int | None = None
+) -> None:
+    """Refuse to uninstall an app another job is changing, or one others depend on."""
+    busy = row.state is InstallState.INSTALLING or (
+        row.state is InstallState.UNINSTALLING and row.job_id != job_id
+    )
+    if busy:
+        raise AlreadyInstalledError.one(
+            f"{row.app_id} is {row.state.value} in {org.slug} (job {row.job_id})",
+            location="app",
+            hint=f"wait for that job to finish (GET /api/v1/jobs/{row.job_id})",
+            title="busy",
+        )
+    check_no_dependents(session, org, row.app_id)
+
+
+# -- 1. package resolution -----------------------------------------------------------
+
+
+def _pinned(range_text: str) -> str | None:
+    text = range_text.strip().removeprefix("=").strip()
+    try:
+        parse_version(text)
+    except VersionError:
+        return None
+    return text
+
+
+def pick_versions(session: Session, app_id: str, range_text: str) -> list[AppVersion]:
+    """Installable versions of ``app_id`` inside ``range_text``, newest first.
+
+    Yanked versions count only when the range pins them exactly. Raises
+    :class:`UnknownAppError` (unknown app or pinned version) or
+    :class:`UnsatisfiableRangeError`.
+    """
+    try:
+        rng = parse_range(range_text)
+    except VersionError as exc:
+        raise InstallError.one(str(exc), location="range", title="invalid range") from None
+    app = session.scalars(select(RegistryApp).where(RegistryApp.app_id == app_id)).first()
+    versions = queries.versions_of(session, app, INSTALLABLE_STATES) if app is not None else []
+    if app is None or not versions:
+        raise UnknownAppError.one(
+            f"no app {app_id!r} in the registry",
+            location="app",
+            hint="check the id; search with `apprt registry search WORDS`",
+        )
+    available = ", ".join(v.version for v in versions[:10])
+    pinned = _pinned(range_text)
+    if pinned is not None and pinned not in {v.version for v in versions}:
+        raise UnknownAppError.one(
+            f"{app_id} has no version {pinned}",
+            location="range",
+            hint=f"installable versions: {available}",
+        )
+    matching = [
+        v
+        for v in versions
+        if rng.contains(v.version) and (v.state is not VersionState.YANKED or pinned == v.version)
+    ]
+    if not matching:
+        yanked = [v.version for v in versions if v.state is VersionState.YANKED]
+        note = f" (yanked, install only by exact version: {', '.join(yanked)})" if yanked else ""
+        raise UnsatisfiableRangeError.one(
+            f"no installable version of {app_id} matches {range_text!r}{note}",
+            location="range",
+            hint=f"installable versions: {available}; ask for one of them, e.g. "
+            f"{app_id}@^{versions[0].version}",
+        )
+    return matching
+
+
+# -- 2. compatibility ----------------------------------------------------------------
+
+
+@dataclass
+class Compatible:
+    version: AppVersion
+    notices: list[dict[str, str]] = field(default_factory=list)
+
+
+def _notice(
+    app_id: str, version: str, kind: str, message: str, replacement: str = ""
+) -> dict[str, str]:
+    return {
+        "app_id": app_id,
+        "version": version,
+        "kind": kind,
+        "message": message,
+        "replacement": replacement,
+    }
+
+
+def choose_compatible(
+    session: Session,
+    org: Organization,
+    app_id: str,
+    matching: list[AppVersion],
+    platform_version: str = PLATFORM_API_VERSION,
+) -> Compatible:
+    """The newest of ``matching`` that runs on this platform and keeps the organization's
+    installed apps satisfied; with the notices the admin should see."""
+    platform = parse_version(platform_version)
+    on_platform = [v for v in matching if parse_range(v.platform).contains(platform)]
+    if not on_platform:
+        needs = ", ".join(f"{v.version} needs {v.platform}" for v in matching[:5])
+        hint = "ask the publisher for a version for this platform"
+        try:
+            fallback = queries.newest_compatible(session, app_id, platform_version)
+            hint = f"{app_id} {fallback.version} runs here: install {app_id}@{fallback.version}"
+        except Exception:  # noqa: S110 - only for the hint
+            pass
+        raise IncompatibleError.one(
+            f"no matching version of {app_id} runs on platform API {platform_version} ({needs})",
+            location="platform",
+            hint=hint,
+        )
+    # Installed apps that depend on this app keep their ranges.
+    needing = [
+        (row.app_id, row.version, row.dependencies[app_id])
+        for row in installations_of(session, org)
+        if app_id in (row.dependencies or {})
+    ]
+    fitting = [
+        v for v in on_platform if all(parse_range(r).contains(v.version) for *_, r in needing)
+    ]
+    if not fitting:
+        clash = "; ".join(f"{a} {v} needs {app_id} {r}" for a, v, r in needing)
+        raise IncompatibleError.one(
+            f"no matching version of {app_id} satisfies the installed apps of {org.slug}: {clash}",
+            location="range",
+            hint="ask for a version those apps accept",
+        )
+    chosen = fitting[0]
+    notices = []
+    if chosen.state is VersionState.DEPRECATED:
+        notices.append(
+            _notice(
+                app_id,
+                chosen.version,
+                "deprecated",
+                chosen.deprecation_message,
+                chosen.replacement,
+            )
+        )
+    elif chosen.state is VersionState.YANKED:
+        notices.append(_notice(app_id, chosen.version, "yanked", chosen.yank_reason))
+    for n in queries.notices(session, installed_versions(session, org)):
+        notices.append(_notice(n.app_id, n.version, n.state.value, n.message, n.replacement))
+    return Compatible(chosen, notices)
+
+
+# -- 3. dependencies -----------------------------------------------------------------
+
+
+def plan_dependencies(
+    session: Session,
+    org: Organization,
+    app_id: str,
+    version: str,
+    platform_version: str = PLATFORM_API_VERSION,
+) -> list[PlannedApp]:
+    """Everything to install for ``app_id@version``, dependencies first.
+
+    Raises :class:`apprt.resolve.ResolutionError` (409, the resolver's explanation)
+    when no set of versions fits; an upgrade of an installed app is refused (that is
+    an update, not an install).
+    """
+    installed = installed_versions(session, org)
+    plan = resolve(
+        {app_id: f"={version}"},
+        queries.RegistryIndex(session),
+        installed=installed,
+        platform_version=platform_version,
+    )
+    if plan.upgrades:
+        moves = ", ".join(
+            f"{a} {old} -> {plan.resolved[a].version}" for a, old in sorted(plan.upgrades.items())
+        )
+        raise IncompatibleError.one(
+            f"installing {app_id} {version} in {org.slug} needs installed apps upgraded: {moves}",
+            location="dependencies",
+            hint="update those apps first, then install again",
+        )
+    planned = []
+    for candidate in plan.steps:
+        row = queries.get_version(
+            session, candidate.app_id, candidate.version, states=INSTALLABLE_STATES
+        )
+        planned.append(
+            PlannedApp(
+                app_id=candidate.app_id,
+                version=candidate.version,
+                sha256=row.sha256,
+                size=row.size,
+                manifest=_manifest_of(row),
+                requested=candidate.app_id == app_id,
+                manifest_text=row.manifest_text,
+            )
+        )
+    return planned
+
+
+# -- 4. quotas -----------------------------------------------------------------------
+
+
+def lock_org(session: Session, org: Organization) -> None:
+    """Take the organization's row lock (SQLite: the write lock) for this transaction,
+    so concurrent allocations are checked one after the other."""
+    session.execute(
+        update(Organization)
+        .where(Organization.id == org.id)
+        .values(max_apps=Organization.max_apps)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def check_quota(session: Session, org: Organization, planned: list[PlannedApp]) -> None:
+    """Refuse when the plan does not fit in the organization's quotas (every one named)."""
+    rows = installations_of(session, org)
+    apps = len(rows) + len(planned)
+    memory = sum(r.memory_mb for r in rows) + sum(p.memory_mb for p in planned)
+    storage = sum(r.storage_mb for r in rows) + sum(p.storage_mb for p in planned)
+    problems = []
+    what = ", ".join(f"{p.app_id} {p.version}" for p in planned)
+    for name, used, limit, unit in (
+        ("apps", apps, org.max_apps, ""),
+        ("memory", memory, org.max_memory_mb, " MB"),
+        ("storage", storage, org.max_storage_mb, " MB"),
+    ):
+        if used > limit:
+            problems.append(
+                Problem(
+                    f"installing {what} would bring {org.slug} to {used}{unit} of {name}; "
+                    f"its quota is {limit}{unit}",
+                    location=f"quota.{name}",
+                    hint="uninstall apps the organization no longer uses, or ask a platform "
+                    f"admin to raise its {name} quota",
+                )
+            )
+    if problems:
+        raise QuotaExceededError(problems, title="quota exceeded")
+
+
+# -- 8. configuration and consent ----------------------------------------------------
+
+
+def validate_config(manifest: Manifest, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` merged over the schema's defaults, validated; every problem listed."""
+    schema = manifest.config
+    properties = schema.get("properties", {})
+    value = {**config_defaults(schema), **dict(given)}
+    problems: list[Problem] = []
+    if properties and schema.get("additionalProperties") is not True:
+        for key in sorted(set(given) - set(properties)):
+            problems.append(
+                Problem(
+                    f"{manifest.id} has no setting {key!r}",
+                    location=f"config.{key}",
+                    hint=f"its settings are: {', '.join(sorted(properties))}",
+                )
+            )
+    for error in sorted(
+        Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path)
+    ):
+        path = ".".join(str(p) for p in error.absolute_path)
+        prop = properties.get(path, {}) if path else {}
+        hint = f"{path}: {json.dumps(prop)}" if prop else "see the app's config schema"
+        problems.append(
+            Problem(error.message, location=f"config.{path}" if path else "config", hint=hint)
+        )
+    if problems:
+        raise InvalidConfigError(problems, title=f"invalid settings for {manifest.id}")
+    return value
+
+
+def consent_items(planned: list[PlannedApp]) -> list[dict[str, Any]]:
+    """What an org admin is asked to consent to, per app."""
+    items = []
+    for p in planned:
+        items.append(
+            {
+                "app_id": p.app_id,
+                "version": p.version,
+                "requested": p.requested,
+                "permissions": [
+                    {
+                        "permission": r.permission,
+                        "reason": r.reason,
+                        "sensitive": r.parsed.sensitive,
+                    }
+                    for r in p.manifest.permissions
+                ],
+            }
+        )
+    return items
+
+
+def grants_for(
+    planned: list[PlannedApp],
+    *,
+    accept_all: bool,
+    consent: Mapping[str, Iterable[str]] | None,
+) -> dict[str, list[str]]:
+    """The grants of each app: every permission it declares, if consented.
+
+    ``accept_all`` consents to everything shown; ``consent`` maps app ids to the
+    permissions consented for each (``"*"`` as a key applies to every app). A missing
+    permission refuses the whole install.
+    """
+    grants: dict[str, list[str]] = {}
+    problems = []
+    given = {k: set(v) for k, v in (consent or {}).items()}
+    for p in planned:
+        ok = given.get(p.app_id, set()) | given.get("*", set())
+        missing = [perm for perm in p.permissions if not accept_all and perm not in ok]
+        for perm in missing:
+            request = next(r for r in p.manifest.permissions if r.permission == perm)
+            reason = f" ({request.reason})" if request.reason else ""
+            problems.append(
+                Problem(
+                    f"{p.app_id} {p.version} asks for {perm!r}{reason}, which was not consented to",
+                    location=f"consent.{p.app_id}",
+                    hint="review the permissions (GET .../installations/{app}/consent or "
+                    "`apprt install` without --accept-permissions), then consent with "
+                    "--accept-permissions",
+                )
+            )
+        grants[p.app_id] = list(p.permissions)
+    if problems:
+        raise ConsentRequiredError(problems, title="consent required")
+    return grants
+
+
+# -- the in-memory view for the hot path ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveApp:
+    org: str
+    app_id: str
+    version: str
+    config_json: str
+
+
+class InstallationIndex:
+    """Active installations by (org slug, app id), with their settings as JSON.
+
+    Kept in memory by the install component (loaded at start, changed by the jobs) so
+    the gateway can send ``x-apprt-config`` and refuse apps not (yet) active without a
+    query per request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, str], ActiveApp] = {}
+
+    def load(self, session: Session) -> None:
+        rows = session.execute(
+            select(Organization.slug, Installation)
+            .join(Organization, Organization.id == Installation.org_id)
+            .where(Installation.state == InstallState.ACTIVE)
+        ).all()
+        with self._lock:
+            self._active = {
+                (slug, row.app_id): ActiveApp(slug, row.app_id, row.version, json.dumps(row.config))
+                for slug, row in rows
+            }
+
+    def set_active(self, org: str, row: Installation) -> None:
+        with self._lock:
+            self._active[(org, row.app_id)] = ActiveApp(
+                org, row.app_id, row.version, json.dumps(row.config)
+            )
+
+    def remove(self, org: str, app_id: str) -> None:
+        with self._lock:
+            self._active.pop((org, app_id), None)
+
+    def get(self, org: str, app_id: str) -> ActiveApp | None:
+        return self._active.get((org, app_id))
+
+    def config_json(self, org: str, app_id: str) -> str:
+        """The settings the gateway sends the app (``{}`` when not installed)."""
+        active = self._active.get((org, app_id))
+        return active.config_json if active is not None else "{}"

@@ -1,0 +1,309 @@
+"""Fixtures of the install tests: the examples packed and signed once, a real platform
+(uvicorn in a thread, the runtime's default sandbox driver) with them published
+through the registry's HTTP API, and helpers to install, wait and look at an org."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from apprt.install.models import Installation
+from apprt.package import build_package, generate_keypair, load_private_key, sign_package
+from apprt.runtime.models import Instance, Route
+from apprt.settings import Settings
+from tests.conftest import CliResult
+from tests.runtime._platform import Platform, kill_recorded, platform_settings
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+ORDER = ["crm-connector", "team-notes", "sales-dashboard"]
+CRM = "com.example.crm-connector"
+SALES = "com.example.sales-dashboard"
+NOTES = "com.example.team-notes"
+#: The sandbox driver the runtime uses by default (Settings().runtime_driver).
+DRIVER = Settings.model_fields["runtime_driver"].default
+
+
+@dataclass
+class Packages:
+    keys: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def public_key(self) -> Path:
+        return self.keys / "example.pub"
+
+    @property
+    def private_key(self) -> Path:
+        return self.keys / "example.key"
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
+    """The three examples packed (offline, from the wheel cache) and signed."""
+    from typer.testing import CliRunner
+
+    from apprt.cli import cli
+
+    root = tmp_path_factory.mktemp("packages")
+    keys = generate_keypair(root / "keys", "example")
+    result = Packages(keys=keys.private.parent)
+    runner = CliRunner()
+    for name in ORDER:
+        out = root / f"{name}.apppkg"
+        packed = runner.invoke(
+            cli, ["app", "pack", str(EXAMPLES / name), "-o", str(out), "--offline"]
+        )
+        if packed.exit_code != 0:
+            pytest.skip(f"{name}'s wheels are not in the wheel cache: {packed.stdout[-300:]}")
+        sign_package(out, load_private_key(keys.private))
+        result.files[name] = out
+    return result
+
+
+def make_app(
+    root: Path,
+    app_id: str,
+    version: str = "1.0.0",
+    *,
+    key: Path,
+    main: str | None = None,
+    permissions: list[str] | None = None,
+    dependencies: dict[str, str] | None = None,
+    platform: str = "^1.0",
+    extra: str = "",
+    frontend_only: bool = False,
+) -> Path:
+    """A small signed package (no wheels) for the bad-input and benchmark apps."""
+    app = root / f"{app_id}-{version}"
+    if app.exists():
+        shutil.rmtree(app)
+    module = app_id.rsplit(".", 1)[-1].replace("-", "_")
+    deps = "".join(f'"{k}" = "{v}"\n' for k, v in (dependencies or {}).items())
+    perms = ", ".join(f'"{p}"' for p in (permissions or []))
+    toml = textwrap.dedent(
+        f"""\
+        id = "{app_id}"
+        name = "Test app"
+        version = "{version}"
+        description = "An app for the install tests."
+        publisher = "example"
+        license = "MIT"
+        platform = "{platform}"
+        icon = "icon.svg"
+        permissions = [{perms}]
+        """
+    )
+    (app / "frontend").mkdir(parents=True)
+    (app / "frontend" / "index.js").write_text("export function mount(el) {}\n")
+    if not frontend_only:
+        toml += f'\n[backend]\nentry = "{module}.main:app"\n'
+        (app / "backend" / module).mkdir(parents=True)
+        (app / "backend" / module / "__init__.py").write_text("")
+        (app / "backend" / module / "main.py").write_text(main or HEALTHY_APP)
+    toml += '\n[frontend]\nentry = "index.js"\n'
+    if deps:
+        toml += "\n[dependencies]\n" + deps
+    toml += extra
+    (app / "app.toml").write_text(toml)
+    (app / "icon.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
+    (app / "README.md").write_text("# Test app\n")
+    out = root / f"{app_id}-{version}.apppkg"
+    build_package(app, out)
+    sign_package(out, load_private_key(key))
+    return out
+
+
+HEALTHY_APP = """\
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+class InstallPlatform:
+    """A running platform (uvicorn in a thread) with a publisher ``example``."""
+
+    def __init__(self, tmp_path: Path, packages: Packages, **overrides: Any) -> None:
+        settings = platform_settings(tmp_path, DRIVER, **overrides)
+        self.platform = Platform(settings)
+        self.settings = settings
+        self.url = self.platform.url
+        self.headers = self.platform.headers
+        self.packages = packages
+        self.app = self.platform.app
+        # The registry is this platform, on the port uvicorn picked.
+        self.app.state.install.config.registry_url = self.url
+        self.app.state.install.config.health_timeout_s = 10
+        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
+        self.publisher_headers = self._publisher()
+
+    def _publisher(self) -> dict[str, str]:
+        r = self.http.post("/api/v1/registry/publishers", json={"name": "example"})
+        assert r.status_code == 201, r.text
+        r = self.http.post(
+            "/api/v1/registry/publishers/example/keys",
+            json={"public_key": self.packages.public_key.read_text(), "name": "dev"},
+        )
+        assert r.status_code == 201, r.text
+        r = self.http.post(
+            "/api/v1/registry/publishers/example/tokens",
+            json={"scopes": ["com.example.*"], "name": "tests"},
+        )
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    def publish(self, package: Path) -> dict[str, Any]:
+        r = httpx.post(
+            f"{self.url}/api/v1/registry/uploads",
+            content=package.read_bytes(),
+            headers={**self.publisher_headers, "Content-Type": "application/octet-stream"},
+            timeout=60,
+        )
+        assert r.status_code in (200, 201), r.text
+        body: dict[str, Any] = r.json()
+        upload = body.get("upload", body)
+        if upload.get("state") == "pending_review":
+            app_id, version = upload["app_id"], upload["version"]
+            a = self.http.post(
+                f"/api/v1/registry/apps/{app_id}/versions/{version}/approve",
+                json={"reason": "tests"},
+            )
+            assert a.status_code == 200, a.text
+        return body
+
+    def publish_examples(self, names: list[str] = ORDER) -> None:
+        for name in names:
+            self.publish(self.packages.files[name])
+
+    def org(self, slug: str, **quotas: int) -> str:
+        r = self.http.post("/api/v1/orgs", json={"slug": slug})
+        assert r.status_code == 201, r.text
+        if quotas:
+            from apprt.accounts.models import Organization
+            from apprt.db.engine import session_scope
+
+            with session_scope(self.app.state.session_factory) as session:
+                org = session.scalars(select(Organization).where(Organization.slug == slug)).one()
+                for name, value in quotas.items():
+                    setattr(org, name, value)
+        return slug
+
+    def install(self, org: str, app: str, **body: Any) -> httpx.Response:
+        body.setdefault("accept_permissions", True)
+        return self.http.post(f"/api/v1/orgs/{org}/installations", json={"app": app, **body})
+
+    def wait(self, job_id: int, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job: dict[str, Any] = self.http.get(f"/api/v1/jobs/{job_id}").json()
+            if job["state"] in ("succeeded", "rolled_back", "failed"):
+                self.platform._remember_pids()
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} not done: {json.dumps(job, indent=1)}")
+            time.sleep(0.05)
+
+    def install_and_wait(self, org: str, app: str, **body: Any) -> dict[str, Any]:
+        r = self.install(org, app, **body)
+        assert r.status_code == 202, r.text
+        return self.wait(r.json()["job_id"])
+
+    def uninstall_and_wait(self, org: str, app: str, **params: Any) -> dict[str, Any]:
+        r = self.http.delete(f"/api/v1/orgs/{org}/installations/{app}", params=params)
+        assert r.status_code == 202, r.text
+        return self.wait(r.json()["job_id"])
+
+    def snapshot(self, org: str) -> dict[str, Any]:
+        """Everything an organization has: rows, routes, live instances, files."""
+        return org_snapshot(self.settings, org, self.app.state.supervisor)
+
+    def close(self) -> None:
+        self.http.close()
+        self.platform.close()
+
+
+def org_snapshot(settings: Settings, org: str, supervisor: Any = None) -> dict[str, Any]:
+    from apprt.accounts.models import Organization
+    from apprt.db.engine import make_engine, session_factory, session_scope
+
+    engine = make_engine(settings)
+    try:
+        with session_scope(session_factory(engine)) as session:
+            org_row = session.scalars(select(Organization).where(Organization.slug == org)).one()
+            rows = sorted(
+                (r.app_id, r.version, r.state.value)
+                for r in session.scalars(
+                    select(Installation).where(Installation.org_id == org_row.id)
+                )
+            )
+            routes = sorted(
+                r.app_id for r in session.scalars(select(Route).where(Route.org == org))
+            )
+            instances = sorted(
+                (i.app_id, i.state.value)
+                for i in session.scalars(
+                    select(Instance).where(Instance.org == org, Instance.removed_at.is_(None))
+                )
+            )
+    finally:
+        engine.dispose()
+    install = settings.data_dir / "install"
+    staging = install / "staging"
+    return {
+        "installations": rows,
+        "routes": routes,
+        "instances": instances,
+        "staging": sorted(p.name for p in staging.iterdir()) if staging.is_dir() else [],
+        "memory": sorted((supervisor.routes if supervisor else {}).keys()),
+    }
+
+
+def trees(settings: Settings) -> set[str]:
+    apps = settings.data_dir / "install" / "apps"
+    return (
+        {p.name for p in apps.iterdir() if not p.name.startswith(".")} if apps.is_dir() else set()
+    )
+
+
+def envs(settings: Settings) -> set[str]:
+    root = settings.data_dir / "install" / "envs"
+    return (
+        {p.name for p in root.iterdir() if not p.name.startswith(".")} if root.is_dir() else set()
+    )
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, packages: Packages
+) -> Iterator[InstallPlatform]:
+    """One platform for a test module, the examples published (tests use their own orgs)."""
+    p = InstallPlatform(tmp_path_factory.mktemp("platform"), packages)
+    try:
+        p.publish_examples()
+        yield p
+    finally:
+        with contextlib.suppress(Exception):
+            p.close()
+        kill_recorded(p.settings, p.platform.pids)
+
+
+CliRun = Callable[..., CliResult]
