@@ -32,6 +32,7 @@ Example (the bytes are a ``struct sock_filter[]``, as ``bwrap --seccomp`` reads)
 from __future__ import annotations
 
 import errno
+import functools
 import platform
 import struct
 from collections.abc import Iterable
@@ -205,11 +206,13 @@ def _off(target: int, pc: int) -> int:
     return offset
 
 
+@functools.cache
 def base_program() -> bytes:
     """The sandbox-wide filter given to ``bwrap --seccomp``."""
     return build(BASE_DENY)
 
 
+@functools.cache
 def instance_program() -> bytes:
     """The filter each instance loads before running app code (stacked on the base)."""
     return build((*BASE_DENY, *INSTANCE_DENY), enosys=("clone3",), deny_clone_namespaces=True)
