@@ -270,8 +270,10 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.registry.distribution",
     "apprt.observe.metrics",
     "apprt.runtime.views",
+    "apprt.services.views",  # right after the runtime: platform.sock before any app starts
     "apprt.gateway.views",
     "apprt.install.component",
+    "apprt.shell.views",
 )
 
 

@@ -42,7 +42,7 @@ def test_examples_cover_the_features() -> None:
     )
     assert sales.dependencies == {crm.id: "^1.2"} and sales.frontend is not None
     assert sales.config["required"] == ["currency"]
-    assert crm.frontend is None and [t.name for t in crm.tools]
+    assert crm.backend is not None and [t.name for t in crm.tools]
     assert notes.tenancy == "shared" and "state" in [p.permission for p in notes.permissions]
 
 

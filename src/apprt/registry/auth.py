@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from apprt.accounts.models import Role, User
 from apprt.accounts.services import authenticate
-from apprt.accounts.views import NotAuthenticatedError
+from apprt.accounts.views import SESSION_COOKIE, NotAuthenticatedError
 from apprt.db.dependencies import get_session_factory
 from apprt.db.engine import session_scope
 from apprt.registry.errors import ForbiddenError
@@ -125,10 +125,12 @@ def current_principal(
     holds the database's write lock for its whole duration because of it (SQLite
     has a single writer, and uploads run long).
     """
-    if credentials is None:
+    # A browser signed in to the web shell sends its session cookie instead.
+    token = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
+    if token is None:
         raise NotAuthenticatedError("no bearer token", invalid_token=False)
     with session_scope(get_session_factory(request)) as session:
-        principal = resolve_principal(session, credentials.credentials)
+        principal = resolve_principal(session, token)
     if principal is None:
         raise NotAuthenticatedError(
             "unknown or revoked token (neither an account nor a publisher token)",
