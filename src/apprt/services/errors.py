@@ -34,6 +34,8 @@ class ServiceError(ApprtError):
         super().__init__(problems, title=title or type(self).default_title)
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
+        #: The organization the refused call was for (or claimed), for the audit log.
+        self.org: str | None = None
 
     default_title: ClassVar[str] = "refused"
 
@@ -47,9 +49,7 @@ class ServiceError(ApprtError):
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> ServiceError:
-        return cls(
-            [Problem(reason, location=location, hint=hint)], extra=extra, headers=headers
-        )
+        return cls([Problem(reason, location=location, hint=hint)], extra=extra, headers=headers)
 
 
 class InvalidStateRequestError(ServiceError):
@@ -128,3 +128,11 @@ class InvalidBackupError(ServiceError):
     status_code: ClassVar[int] = 400
     outcome: ClassVar[str] = "invalid"
     default_title: ClassVar[str] = "invalid backup"
+
+
+class InternalServiceError(ServiceError):
+    """The platform failed (HTTP 500); nothing of the cause reaches the app."""
+
+    status_code: ClassVar[int] = 500
+    outcome: ClassVar[str] = "error"
+    default_title: ClassVar[str] = "platform error"
