@@ -240,7 +240,7 @@ def main(argv: list[str]) -> int:
 # No app code ever runs in the zygote or the monitor.
 # ---------------------------------------------------------------------------------------
 
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"  # the bwrap driver's; 2: apprt.sdk mounted in the zygote
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWCGROUP = 0x02000000

@@ -465,6 +465,8 @@ class Supervisor:
         self._background: set[asyncio.Task[Any]] = set()
         self._orphans: set[asyncio.Future[TaskHandle]] = set()
         self._stop_listeners: list[Callable[[Path], None]] = []
+        # (services) callbacks run before a sandbox starts; see add_start_listener
+        self._start_listeners: list[Callable[[Slot, Path], None]] = []
         self._last_flush = time.monotonic()
         self._closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -495,10 +497,27 @@ class Supervisor:
         """``callback(ingress_socket)`` is called when a sandbox stops being used."""
         self._stop_listeners.append(callback)
 
+    def add_start_listener(self, callback: Callable[[Slot, Path], None]) -> None:
+        """``callback(slot, run_dir)`` is called before a sandbox of ``slot`` starts in
+        ``run_dir`` (in a worker thread), e.g. to put the platform API socket there
+        (:mod:`apprt.services.api`). If the start then fails, the stop listeners get
+        ``run_dir / "ingress.sock"``, as when a sandbox stops."""
+        self._start_listeners.append(callback)
+
+    def _starting(self, slot: Slot, run_dir: Path) -> None:
+        for callback in self._start_listeners:
+            try:
+                callback(slot, run_dir)
+            except Exception:
+                log.exception("runtime.start_listener_failed", instance=slot.id)
+
     def _released(self, handle: TaskHandle) -> None:
+        self._released_socket(handle.ingress_socket)
+
+    def _released_socket(self, ingress_socket: Path) -> None:
         for callback in self._stop_listeners:
             try:
-                callback(handle.ingress_socket)
+                callback(ingress_socket)
             except Exception:
                 log.exception("runtime.stop_listener_failed")
 
@@ -960,9 +979,11 @@ class Supervisor:
     def _start_sandbox(self, slot: Slot) -> TaskHandle:
         slot.log.prepare()
         config = self._task_config(slot, self.run_root / f"{slot.id}-{secrets.token_hex(3)}")
+        self._starting(slot, config.run_dir)  # start listeners (the platform API socket)
         try:
             return self.driver.start(config)
         except BaseException:
+            self._released_socket(config.run_dir / "ingress.sock")  # undo the start listeners
             shutil.rmtree(config.run_dir, ignore_errors=True)
             raise
 

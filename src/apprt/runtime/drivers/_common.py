@@ -19,6 +19,9 @@ from apprt.runtime.drivers.base import DriverError, ExitResult, TaskConfig
 
 RUNTIME_DIR = Path(__file__).resolve().parents[1]
 RUNNER = RUNTIME_DIR / "runner.py"
+#: What app code imports from the platform (``apprt.sdk``, standard library only); the
+#: drivers put it on the app's ``sys.path`` (bwrap: mounted read-only, nothing else of apprt).
+SDK_DIR = RUNTIME_DIR.parent / "sdk"
 SECCOMP = RUNTIME_DIR / "seccomp.py"
 
 #: Distributions the runner imports from the platform's environment (the ASGI server).

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"  # 2: apprt.sdk mounted (older zygotes are replaced)
 SITE = "/opt/apprt/site"
 RUNNER_IN = "/opt/apprt/runner.py"
 ZYGOTE_DIR_IN = "/run/zygote"
@@ -302,6 +302,8 @@ class BwrapDriver(Driver):
         for _name, path in sorted(c.server_package_dirs().items()):
             ro(path, f"{SITE}/{path.name}")
         ro(c.RUNNER, RUNNER_IN)
+        # apprt.sdk for apps: a namespace package "apprt" holding only the sdk
+        ro(c.SDK_DIR, f"{SITE}/apprt/sdk")
         return args
 
     def _start_zygote(self) -> int:

@@ -120,6 +120,7 @@ class ProcessDriver(Driver):
         if config.env_dir is not None:
             code_paths.append(str(config.env_dir))
         server_paths = sorted({str(p.parent) for p in c.server_package_dirs().values()})
+        server_paths.append(str(c.SDK_DIR.parents[1]))  # apprt.sdk (no sandbox here anyway)
         spec = {
             "entry": config.entry,
             "code_paths": code_paths,
