@@ -273,6 +273,7 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.services.views",  # right after the runtime: platform.sock before any app starts
     "apprt.gateway.views",
     "apprt.install.component",
+    "apprt.shell.views",
 )
 
 
