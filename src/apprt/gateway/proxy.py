@@ -46,11 +46,11 @@ from websockets.typing import Subprotocol
 
 from apprt.accounts.models import Role
 from apprt.accounts.orgs import membership_of, org_for
-from apprt.accounts.services import authenticate, hash_token
+from apprt.accounts.services import authenticate
 from apprt.accounts.views import SESSION_COOKIE, NotAuthenticatedError
 from apprt.db.engine import session_scope
 from apprt.errors import ApprtError, Problem
-from apprt.gateway.identity import identity_headers
+from apprt.gateway.identity import IdentitySigner
 from apprt.gateway.upstream import (
     READ_SIZE,
     Connection,
@@ -281,6 +281,8 @@ class Gateway:
         self.upstreams: dict[str, Upstream] = {}
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.auth_cache: dict[tuple[str, str], tuple[float, Caller]] = {}
+        #: Prepared signers per (instance, grants, org, caller, config).
+        self.signers: dict[tuple[str, tuple[str, ...], str, Caller, str], IdentitySigner] = {}
         #: ``(org, app id) -> settings JSON``; the install engine sets it (in memory).
         self.config_for: Callable[[str, str], str] | None = None
         supervisor.add_stop_listener(self._drop_upstream)
@@ -306,7 +308,7 @@ class Gateway:
     async def _authenticate(self, token: str | None, org: str) -> Caller:
         if not token:
             raise NotAuthenticatedError("no bearer token or session cookie", invalid_token=False)
-        key = (hash_token(token), org)
+        key = (token, org)  # held in memory only, like the request that carried it
         now = time.monotonic()
         cached = self.auth_cache.get(key)
         if cached is not None and cached[0] > now:
@@ -402,16 +404,21 @@ class Gateway:
         target: str,
     ) -> list[tuple[bytes, bytes]]:
         headers = incoming.forward
-        headers += identity_headers(
-            slot.identity_key,
-            org=org,
-            user=caller.user,
-            roles=caller.roles,
-            grants=slot.grants,
-            config=self.config_for(org, slot.app_id) if self.config_for else EMPTY_CONFIG,
-            method=method,
-            target=target,
-        )
+        config = self.config_for(org, slot.app_id) if self.config_for else EMPTY_CONFIG
+        key = (slot.id, slot.grants, org, caller, config)
+        signer = self.signers.get(key)
+        if signer is None:
+            if len(self.signers) >= _AUTH_CACHE_MAX:
+                self.signers.clear()
+            signer = self.signers[key] = IdentitySigner(
+                slot.identity_key,
+                org=org,
+                user=caller.user,
+                roles=caller.roles,
+                grants=slot.grants,
+                config=config,
+            )
+        headers += signer.headers(method, target)
         client = scope.get("client")
         if client:
             headers.append((b"x-forwarded-for", str(client[0]).encode()))

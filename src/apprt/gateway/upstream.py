@@ -112,7 +112,13 @@ class ResponseHead:
 
 
 def _parse_head(data: bytes, method: str) -> ResponseHead:
-    lines = data[:-4].split(b"\r\n")
+    block = data[:-4]
+    # Lines end in CRLF; a lone CR or LF, or a NUL, anywhere is refused (checked on the
+    # whole block at once: this runs for every response).
+    rest = block.replace(b"\r\n", b"")
+    if b"\r" in rest or b"\n" in rest or b"\x00" in rest:
+        raise UpstreamProtocolError("bare CR, LF or NUL in the response head")
+    lines = block.split(b"\r\n")
     status_line = lines[0]
     if (
         len(status_line) < 12
@@ -134,8 +140,6 @@ def _parse_head(data: bytes, method: str) -> ResponseHead:
         if not sep or not _TOKEN.match(name):
             raise UpstreamProtocolError(f"bad header line {line[:80]!r}")
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise UpstreamProtocolError(f"bad character in header {name[:40]!r}")
         lname = name.lower()
         if lname == b"content-length":
             for part in value.split(b","):

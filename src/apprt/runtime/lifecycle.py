@@ -25,8 +25,9 @@ to where it came from (Installed, Suspended) when a version is swapped on an ins
 that is not running.
 
 :func:`record_transition` is the only way a persisted instance changes state: it checks
-the move, updates the row and appends a :class:`~apprt.runtime.models.Transition` (time,
-from, to, reason) in the caller's transaction.
+the move, updates the row (only if it still is in the state the move starts from) and
+appends a :class:`~apprt.runtime.models.Transition` (time, from, to, reason) in the
+caller's transaction.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import insert, update
 
 from apprt.db.base import utcnow
 from apprt.errors import ApprtError, Problem
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-    from apprt.runtime.models import Instance, Transition
 
 
 class State(StrEnum):
@@ -111,30 +112,54 @@ def check_transition(instance_id: str, source: State, target: State) -> None:
         raise IllegalTransitionError(instance_id, source, target)
 
 
+class StaleStateError(ApprtError):
+    """The database does not hold the state the transition starts from (HTTP 409)."""
+
+    status_code: ClassVar[int] = 409
+
+
 def record_transition(
     session: Session,
-    instance: Instance,
+    instance_id: str,
+    source: State,
     target: State,
     reason: str,
     *,
     at: datetime | None = None,
-) -> Transition:
-    """Move ``instance`` to ``target`` and append the history row (caller commits)."""
-    from apprt.runtime.models import Transition
+    **fields: Any,
+) -> None:
+    """Move instance ``instance_id`` from ``source`` to ``target``, with its history row.
+
+    Checks the move against :data:`TRANSITIONS`, then updates the row only if it still
+    is in ``source`` (so two writers cannot both move it) together with ``fields``
+    (other columns to set), and appends the :class:`~apprt.runtime.models.Transition`.
+    Two statements in the caller's transaction, no ORM load: this is on the path of
+    every wake.
+    """
+    from apprt.runtime.models import Instance, Transition
 
     if not reason:
         raise ValueError("a transition needs a reason")
-    source = State(instance.state)
-    check_transition(instance.id, source, target)
+    check_transition(instance_id, source, target)
     when = at or utcnow()
-    instance.state = target
-    instance.updated_at = when
-    row = Transition(
-        instance_id=instance.id,
-        from_state=source,
-        to_state=target,
-        reason=reason[:500],
-        at=when,
+    result = session.execute(
+        update(Instance)
+        .where(Instance.id == instance_id, Instance.state == source)
+        .values(state=target, updated_at=when, **fields)
+        .execution_options(synchronize_session=False)
     )
-    session.add(row)
-    return row
+    if getattr(result, "rowcount", 1) != 1:
+        raise StaleStateError.single(
+            f"instance {instance_id} is not {source.value} in the database",
+            location="state",
+            hint="another process changed it; reload and retry",
+        )
+    session.execute(
+        insert(Transition).values(
+            instance_id=instance_id,
+            from_state=source,
+            to_state=target,
+            reason=reason[:500],
+            at=when,
+        )
+    )

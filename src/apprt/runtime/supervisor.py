@@ -664,24 +664,25 @@ class Supervisor:
         ``source`` is the state being left when the memory already moved on (suspend
         marks the slot first so that no new request is proxied while it stops).
         """
-        check_transition(slot.id, source or slot.state, target)
+        source = source or slot.state
+        check_transition(slot.id, source, target)
         slot.state = target
-        await self._io(self._write_transition, slot.id, target, reason, fields)
+        await self._io(self._write_transition, slot.id, source, target, reason, fields)
         log.info(
             "runtime.transition", instance=slot.id, app=slot.app_id, to=target.value, reason=reason
         )
         slot.notify()
 
     def _write_transition(
-        self, instance_id: str, target: State, reason: str, fields: dict[str, Any]
+        self,
+        instance_id: str,
+        source: State,
+        target: State,
+        reason: str,
+        fields: dict[str, Any],
     ) -> None:
         with session_scope(self.sessions) as session:
-            row = session.get(Instance, instance_id)
-            if row is None:
-                raise InstanceNotFoundError(None, instance_id)
-            record_transition(session, row, target, reason)
-            for name, value in fields.items():
-                setattr(row, name, value)
+            record_transition(session, instance_id, source, target, reason, **fields)
 
     async def _persist(self, slot: Slot, **fields: Any) -> None:
         await self._io(self._write_fields, slot.id, fields)
@@ -1047,9 +1048,21 @@ class Supervisor:
                 return
             await self._start_attempt(slot)
 
-    async def _start_attempt(self, slot: Slot) -> None:
-        """Start the sandbox of a Loading instance (lock held)."""
+    async def _start_attempt(
+        self, slot: Slot, *, persisting: Coroutine[Any, Any, None] | None = None
+    ) -> None:
+        """Start the sandbox of a Loading instance (lock held).
+
+        ``persisting``: the transition into Loading, written meanwhile.
+        """
         future = asyncio.get_running_loop().run_in_executor(self._pool, self._start_sandbox, slot)
+        if persisting is not None:
+            try:
+                await persisting
+            except BaseException:
+                self._orphans.add(future)
+                future.add_done_callback(self._discard_orphan)
+                raise
         try:
             handle = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -1212,8 +1225,10 @@ class Supervisor:
             if slot.state not in (State.INSTALLED, State.SUSPENDED):
                 slot.task = None
                 return
-            await self._transition(slot, State.LOADING, reason)
-            await self._start_attempt(slot)
+            # Loading is written while the sandbox starts: a wake waits for one write.
+            await self._start_attempt(
+                slot, persisting=self._transition(slot, State.LOADING, reason)
+            )
 
     async def _wait_settled(self, slot: Slot, timeout: float | None = None) -> None:
         """Wait while the instance is Loading (or Updating)."""
