@@ -14,6 +14,7 @@ import typer
 
 from apprt import PLATFORM_API_VERSION, __version__
 from apprt.cli import app_cmd, keys, logs, org, runtime, schema, serve, status, user
+from apprt.cli import backup as backup_cmd
 from apprt.cli import registry as registry_cmd
 
 cli = typer.Typer(
@@ -35,6 +36,8 @@ cli.command("logs")(logs.logs)
 cli.command("serve", help="Start the platform (API, registry, runtime, shell).")(serve.serve)
 cli.command("status")(status.status)
 cli.command("whoami")(status.whoami)
+cli.command("backup")(backup_cmd.backup)
+cli.command("restore")(backup_cmd.restore)
 
 
 def _version(value: bool) -> None:
