@@ -99,6 +99,7 @@ __all__ = [
     "put",
     "usage",
     "use",
+    "whoami",
 ]
 
 
@@ -679,3 +680,7 @@ def items(prefix: str = "", *, caller: _identity.Identity | None = None) -> Iter
 
 def usage(*, caller: _identity.Identity | None = None) -> Usage:
     return _client().usage(caller=caller)
+
+
+def whoami(*, caller: _identity.Identity | None = None) -> dict[str, Any]:
+    return _client().whoami(caller=caller)
