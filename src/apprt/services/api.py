@@ -540,9 +540,14 @@ class PlatformApi:
                     hint="use POST /v1/state/get|put|delete|increment|list|usage or /v1/whoami "
                     "(the apprt.sdk does)",
                 )
+            try:  # first, so that refusals are audited with the key they were for
+                payload, bad_body = _payload(request), None
+            except ServiceError as exc:
+                bad_body = exc
             org, user = self._caller(instance, request)
             self._limit(instance.app_id, org)
-            payload = _payload(request)
+            if bad_body is not None:
+                raise bad_body
             result = await self._io(self._execute, instance, op, org, user, payload)
             return _json(200, result)
         except ServiceError as exc:

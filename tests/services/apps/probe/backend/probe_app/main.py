@@ -5,7 +5,8 @@
 functions with ``sync``) after ``identity.current(scope)`` when ``identity`` is true,
 and answers ``{"result": ...}`` or ``{"error": class name, "status", "message",
 "retry_after", "current_version"}``. ``GET /startup`` tells what ``whoami`` answered
-during the app's lifespan startup (the platform socket exists before the app starts).
+during the app's lifespan startup (the platform socket exists before the app starts);
+``GET /proof`` the encoded signed identity of that request.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _reply(send, 200, {"status": "ok"})
     elif path == "/startup":
         await _reply(send, 200, STARTUP)
+    elif path == "/proof":  # what the SDK forwards for this request (tests forge from it)
+        who = identity.current(scope)
+        await _reply(send, 200, {"org": who.org, "proof": who.proof.encode() if who.proof else ""})
     elif path == "/call" and scope["method"] == "POST":
         request = json.loads(await _body(receive))
         try:
