@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -456,3 +457,51 @@ def test_restarting_apprt_serve_readopts_running_sandboxes(tmp_path: Path, drive
                 if not _pid_alive(pid):
                     break
                 time.sleep(0.02)
+
+
+def test_runtime_cli_lists_suspends_activates_and_sets_idle_timeouts(
+    platform: Platform, apprt: object
+) -> None:
+    from typing import Any
+
+    run: Any = apprt
+
+    def as_json(result: Any) -> Any:
+        # The platform runs in this process: its log lines share the captured stdout.
+        text = result.stdout
+        starts = [text.find(c) for c in ("\n{", "\n[") if text.find(c) >= 0]
+        start = 0 if text[:1] in "{[" else min(starts) + 1
+        return json.loads(text[start:])
+
+    org = platform.org("clitest")
+    platform.deploy(org)
+    conn = ("--url", platform.url, "--token", platform.token)
+    listed = run("runtime", "list", "--org", org, "--json", *conn)
+    assert listed.exit_code == 0, listed.stderr
+    assert [i["state"] for i in as_json(listed)] == ["running"]
+    every = run("runtime", "list", *conn)  # every instance: platform admin
+    assert every.exit_code == 0, every.stderr
+    suspended = run("runtime", "suspend", org, ECHO_ID, "--json", *conn)
+    assert suspended.exit_code == 0, suspended.stderr
+    assert as_json(suspended)["state"] == "suspended"
+    activated = run("runtime", "activate", org, ECHO_ID, *conn)
+    assert activated.exit_code == 0, activated.stderr
+    assert "running" in activated.stdout
+    restarted = run("runtime", "restart", org, ECHO_ID, "--json", *conn)
+    assert restarted.exit_code == 0, restarted.stderr
+    assert as_json(restarted)["state"] == "running"
+    policy = run("runtime", "idle-timeout", "45", "--org", org, "--app", ECHO_ID, *conn)
+    assert policy.exit_code == 0, policy.stderr
+    assert platform.supervisor.get(org, ECHO_ID).idle_timeout_s == 45
+    cleared = run("runtime", "idle-timeout", "0", "--org", org, "--app", ECHO_ID, "--clear", *conn)
+    assert cleared.exit_code == 0, cleared.stderr
+    assert platform.supervisor.get(org, ECHO_ID).idle_timeout_s == platform.settings.idle_timeout_s
+
+    # A plain member reads the state but may neither read the logs nor stop the app.
+    member = platform.member_token(org, "cli-member")
+    as_member = ("--url", platform.url, "--token", member)
+    state = run("runtime", "state", org, ECHO_ID, *as_member)
+    assert state.exit_code == 0, state.stderr
+    denied = run("runtime", "suspend", org, ECHO_ID, *as_member)
+    assert denied.exit_code == 1 and "admin" in denied.stderr
+    assert run("logs", org, ECHO_ID, *as_member).exit_code == 1

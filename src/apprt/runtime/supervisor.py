@@ -431,6 +431,11 @@ def _failed(slot: Slot) -> bool:
     return slot.state is State.FAILED
 
 
+def _up_or_down(slot: Slot) -> bool:
+    """Serving, or Failed, or going away: what a start is waited for until."""
+    return slot.serving or slot.state in (State.FAILED, State.UNINSTALLING)
+
+
 def _to_datetime(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
@@ -659,15 +664,17 @@ class Supervisor:
     async def _transition(
         self, slot: Slot, target: State, reason: str, *, source: State | None = None, **fields: Any
     ) -> None:
-        """Change state in memory and in the database (with the history row).
+        """Change state in the database (with the history row), then in memory.
 
+        Database first: whoever sees the new state in memory (a request let through to a
+        Running instance, a caller of :meth:`get`) finds it, and the handle, persisted.
         ``source`` is the state being left when the memory already moved on (suspend
         marks the slot first so that no new request is proxied while it stops).
         """
         source = source or slot.state
         check_transition(slot.id, source, target)
-        slot.state = target
         await self._io(self._write_transition, slot.id, source, target, reason, fields)
+        slot.state = target
         log.info(
             "runtime.transition", instance=slot.id, app=slot.app_id, to=target.value, reason=reason
         )
@@ -1165,7 +1172,7 @@ class Supervisor:
             raise InstanceNotFoundError(org, app_id)
         self._begin_start(slot, "activated", kind="activation")
         if wait:
-            await self._wait_for(slot, (State.RUNNING, State.FAILED, State.UNINSTALLING), None)
+            await self._wait_until(slot, _up_or_down, None)
             if _failed(slot):  # (a function: mypy keeps the narrowing across the await)
                 raise self._failed_error(slot)
         return self.info(slot)
@@ -1239,12 +1246,15 @@ class Supervisor:
             State.INSTALLED,
             State.UNINSTALLING,
         )
-        await self._wait_for(slot, settled, timeout)
+        await self._wait_until(slot, lambda s: s.state in settled, timeout)
 
-    async def _wait_for(self, slot: Slot, states: Sequence[State], timeout: float | None) -> None:
+    async def _wait_until(
+        self, slot: Slot, done: Callable[[Slot], bool], timeout: float | None
+    ) -> None:
+        """Wait (up to ``timeout``) until ``done(slot)``, re-checked at every transition."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while slot.state not in states:
+        while not done(slot):
             event = slot.changed
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
@@ -1262,7 +1272,7 @@ class Supervisor:
         if slot.state in (State.INSTALLED, State.SUSPENDED):
             self._begin_start(slot, "woken by a request", kind="wake")
         try:
-            await self._wait_for(slot, (State.RUNNING, State.FAILED, State.UNINSTALLING), timeout)
+            await self._wait_until(slot, _up_or_down, timeout)
         except TimeoutError:
             raise AppUnavailableError(
                 [
