@@ -417,12 +417,15 @@ def plan_dependencies(
 # -- 4. quotas -----------------------------------------------------------------------
 
 
-def lock_org(session: Session, org: Organization) -> None:
-    """Take the organization's row lock (SQLite: the write lock) for this transaction,
-    so concurrent allocations are checked one after the other."""
+def lock_org(session: Session, org_id: int) -> None:
+    """Take the organization's row lock (SQLite: the write lock) for this transaction.
+
+    Concurrent allocations are then checked one after the other, and, being the
+    transaction's first statement, it spares SQLite's WAL mode the failing upgrade of
+    a read snapshot to a writer ("database is locked" despite the busy timeout)."""
     session.execute(
         update(Organization)
-        .where(Organization.id == org.id)
+        .where(Organization.id == org_id)
         .values(max_apps=Organization.max_apps)
         .execution_options(synchronize_session=False)
     )

@@ -200,7 +200,9 @@ def _env(ctx: StepContext) -> InstallEnv:
 
 @contextlib.contextmanager
 def _session(ctx: StepContext) -> Iterator[Session]:
+    """A transaction that starts by taking the organization's lock (see ``lock_org``)."""
     with session_scope(_env(ctx).sessions) as session:
+        lock_org(session, int(ctx.params["org_id"]))
         yield session
 
 
@@ -299,7 +301,6 @@ def allocate(ctx: StepContext) -> dict[str, Any]:
     plan = _plan(ctx)
     with _session(ctx) as session:
         org = _org(session, ctx)
-        lock_org(session, org)
         if not _mine(session, ctx):
             for p in plan:
                 check_not_installed(session, org, p.app_id)
@@ -639,6 +640,7 @@ def configure(ctx: StepContext) -> dict[str, Any]:
         for p in plan
     }
     staging = env.staging(ctx.job_id)
+    imported = []
     with _session(ctx) as session:
         state = retention.state_module(session)
         org = _org(session, ctx)
@@ -652,7 +654,9 @@ def configure(ctx: StepContext) -> dict[str, Any]:
             state_file = staging / "restore" / p.app_id / "state.json"
             if state is not None and state_file.exists():
                 state.import_state(session, org.slug, p.app_id, json.loads(state_file.read_text()))
-                ctx.progress(f"{p.app_id}: retained state restored")
+                imported.append(p.app_id)
+    for app_id in imported:  # (progress writes in its own transaction: after ours)
+        ctx.progress(f"{app_id}: retained state restored")
     for item in consent_items(plan):
         perms = ", ".join(x["permission"] for x in item["permissions"]) or "none"
         ctx.progress(f"{item['app_id']}: granted {perms} (consented)")

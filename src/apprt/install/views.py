@@ -191,6 +191,26 @@ def _plan(
     return plan, compatible.notices
 
 
+def _submit(
+    runner: JobRunner,
+    session: Session,
+    kind: str,
+    params: dict[str, Any],
+    subject: str,
+    actor: str,
+    org: Organization,
+) -> int:
+    """Create the job in the request's transaction, commit, then start it.
+
+    (A second transaction here would wait for the request's own write lock on SQLite:
+    authenticating may have written the token's ``last_used_at``.)
+    """
+    job = runner.create(session, kind, params, subject=subject, actor=actor, org_id=org.id)
+    session.commit()
+    runner.start(job.id)
+    return job.id
+
+
 @router.get("", summary="The organization's installed apps")
 def list_installations(
     org: str, request: Request, user: CurrentUser, session: DbSession
@@ -292,9 +312,7 @@ def install_route(
         "restore_data": body.restore_data,
         "actor": user.name,
     }
-    job_id = runner.submit(
-        INSTALL, params, subject=f"{org}/{body.app}", actor=user.name, org_id=organization.id
-    )
+    job_id = _submit(runner, session, INSTALL, params, f"{org}/{body.app}", user.name, organization)
     response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     return JobAccepted(
         job_id=job_id,
@@ -329,9 +347,7 @@ def uninstall_route(
         "keep_data": keep_data,
         "actor": user.name,
     }
-    job_id = runner.submit(
-        UNINSTALL, params, subject=f"{org}/{app}", actor=user.name, org_id=organization.id
-    )
+    job_id = _submit(runner, session, UNINSTALL, params, f"{org}/{app}", user.name, organization)
     response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     return JobAccepted(
         job_id=job_id,

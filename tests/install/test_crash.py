@@ -1,0 +1,232 @@
+"""Crash safety: ``kill -9`` of a real ``apprt serve`` at every step of the install job.
+
+For each of the ten steps, before and after its work (``APPRT_FAILPOINTS=
+install.<step>.<before|after>=crash``: the process SIGKILLs itself right there), the
+platform is started again on the same data directory. The job must resume (the
+interrupted step runs again) and end either succeeded with the organization fully
+installed (both apps active, routed, healthy through the gateway) or rolled back with
+the organization exactly as before (no rows, routes, instances, unpacked trees,
+environments or staging files). The same again for a crash in the middle of a
+rollback (a failing health check, then ``kill -9`` while undoing a step).
+
+One data directory with the examples published is made once per module and copied
+for every crash point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from apprt.install.steps import INSTALL_KIND
+from apprt.settings import Settings
+from tests.install.conftest import (
+    CRM,
+    DRIVER,
+    SALES,
+    InstallPlatform,
+    Packages,
+    envs,
+    org_snapshot,
+    trees,
+)
+from tests.runtime._platform import kill_recorded
+from tests.test_server import _free_port
+
+STEPS = [step.name for step in INSTALL_KIND.steps]
+#: Steps with a compensation, undone in this order after a failing health check.
+UNDONE = ["configure", "deploy", "download", "sandbox", "allocate"]
+ORG = "acme"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, packages: Packages) -> Path:
+    """A data directory with the examples published and the organization created."""
+    root = tmp_path_factory.mktemp("template")
+    platform = InstallPlatform(root, packages)
+    try:
+        platform.publish_examples()
+        platform.org(ORG)
+    finally:
+        platform.close()
+    return platform.settings.data_dir
+
+
+@pytest.fixture(scope="module")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+class Server:
+    def __init__(
+        self, data: Path, log: Path, uv_cache: Path, failpoints: str = "", *, wait: bool = True
+    ) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPRT_")}
+        env.update(
+            APPRT_RUNTIME_DRIVER=DRIVER,
+            APPRT_RUNTIME_STOP_ON_SHUTDOWN="true",
+            APPRT_IDLE_TIMEOUT_S="0",
+            APPRT_INSTALL_UV_CACHE=str(uv_cache),
+            APPRT_INSTALL_HEALTH_TIMEOUT_S="10",
+        )
+        if failpoints:
+            env["APPRT_FAILPOINTS"] = failpoints
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "apprt", "serve", "--port", str(self.port)),
+                    *("--data-dir", str(data), "--log-level", "warning"),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        self.token = (data / "admin.token").read_text().strip()
+        self.http = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        deadline = time.monotonic() + 30
+        while wait:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"apprt serve exited early:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"apprt serve not up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.03)
+
+    def wait_job(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job: dict[str, Any] = self.http.get(f"/api/v1/jobs/{job_id}").json()
+            if job["state"] in ("succeeded", "rolled_back", "failed"):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} stuck: {job}\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def serve(
+    data: Path, log: Path, uv_cache: Path, failpoints: str = "", *, wait: bool = True
+) -> Iterator[Server]:
+    server = Server(data, log, uv_cache, failpoints, wait=wait)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _events(server: Server, job_id: int) -> str:
+    return server.http.get(f"/api/v1/jobs/{job_id}/events").text
+
+
+def _copy_template(template: Path, data: Path) -> None:
+    shutil.copytree(template, data, symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
+
+
+def _crash_then_restart(
+    tmp_path: Path, template: Path, uv_cache: Path, crashes: list[str], fail: str = ""
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Install sales-dashboard with the failpoints of ``crashes[0]`` (plus ``fail``) set;
+    the platform must die there. Restart it with the next crash point set (the job
+    resumes and must die there too), and so on; then restart it clean and check the
+    outcome: the finished job, the org's snapshot, the job's events."""
+    data = tmp_path / "data"
+    _copy_template(template, data)
+    settings = Settings(data_dir=data)
+    log = tmp_path / "serve.log"
+    before = org_snapshot(settings, ORG)
+    before_files = (trees(settings), envs(settings))
+    extra = f",{fail}" if fail else ""
+    try:
+        with serve(data, log, uv_cache, f"{crashes[0]}=crash{extra}") as server:
+            r = server.http.post(
+                f"/api/v1/orgs/{ORG}/installations",
+                json={"app": SALES, "accept_permissions": True, "config": {"currency": "BRL"}},
+            )
+            assert r.status_code == 202, (r.text, log.read_text()[-4000:])
+            job_id = r.json()["job_id"]
+            assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
+        for point in crashes[1:]:
+            # The job resumes at start, runs into the next crash point and dies there.
+            with serve(data, log, uv_cache, f"{point}=crash", wait=False) as server:
+                assert server.proc.wait(timeout=60) == -signal.SIGKILL, (point, log.read_text())
+        with serve(data, log, uv_cache) as server:
+            job = server.wait_job(job_id)
+            events = _events(server, job_id)
+            gateway = server.http.get(f"/apps/{ORG}/{SALES}/api/summary")
+            after = org_snapshot(settings, ORG)
+            if job["state"] == "rolled_back":
+                assert after == before, events
+                assert (trees(settings), envs(settings)) == before_files
+                assert gateway.status_code == 404
+            else:
+                assert job["state"] == "succeeded", (job, events)
+                assert after["installations"] == [
+                    (CRM, "1.2.0", "active"),
+                    (SALES, "1.3.0", "active"),
+                ]
+                assert after["routes"] == [CRM, SALES]
+                assert {app for app, _ in after["instances"]} == {CRM, SALES}
+                assert after["staging"] == []
+                assert gateway.status_code == 200, gateway.text
+                assert gateway.json()["currency"] == "BRL"
+            return job, after, events
+    finally:
+        kill_recorded(settings)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_before_and_after_every_step_then_restart(
+    step: str, tmp_path: Path, template: Path, uv_cache: Path
+) -> None:
+    """Killed before the step's work, restarted; killed again right after it (the work
+    done, not yet recorded), restarted: the install completes."""
+    crashes = [f"install.{step}.before", f"install.{step}.after"]
+    job, _after, events = _crash_then_restart(tmp_path, template, uv_cache, crashes)
+    assert job["state"] == "succeeded"
+    assert events.count("resumed after an interruption") == 2
+    row = next(s for s in job["steps"] if s["name"] == step)
+    assert row["attempts"] == 3, job  # started, resumed (then killed), resumed
+
+
+def test_kill_9_while_rolling_back_then_restart(
+    tmp_path: Path, template: Path, uv_cache: Path
+) -> None:
+    """The health check fails; the platform is killed while undoing each step in turn
+    (configure, deploy, download, sandbox, allocate), restarted every time: the
+    rollback goes on where it was and the organization ends as it was."""
+    crashes = [f"install.{step}.compensate" for step in UNDONE]
+    job, after, events = _crash_then_restart(
+        tmp_path, template, uv_cache, crashes, fail="install.health.before=error"
+    )
+    assert job["state"] == "rolled_back", events
+    assert after["installations"] == [] and after["instances"] == []
+    assert all(s["state"] in ("compensated", "pending") for s in job["steps"]), job["steps"]
+    assert events.count("undoing: Runtime deployment") == 2  # killed once, done once
