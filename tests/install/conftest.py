@@ -307,3 +307,92 @@ def platform(
 
 
 CliRun = Callable[..., CliResult]
+
+
+NOTEBOOK_APP = """\
+import os
+from pathlib import Path
+
+DATA = Path(os.environ.get("APPRT_APP_DATA", "."))
+
+
+async def _reply(send, status, body=b""):
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path, method = scope["path"], scope["method"]
+    if path == "/healthz":
+        await _reply(send, 200, b"ok")
+    elif path == "/note" and method == "POST":
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        (DATA / "note.txt").write_bytes(body)
+        await _reply(send, 201, body)
+    elif path == "/note":
+        note = DATA / "note.txt"
+        await _reply(send, 200, note.read_bytes()) if note.exists() else await _reply(send, 404)
+    else:
+        await _reply(send, 404)
+"""
+
+UNHEALTHY_APP = HEALTHY_APP.replace("200", "500")
+CRASHING_APP = "raise RuntimeError('this app cannot start')\n"
+
+
+@dataclass
+class ExtraApps:
+    """Small apps published next to the examples for the tests that need them."""
+
+    notebook: str = "com.example.notebook"
+    lib: str = "com.example.lib"
+    old_user: str = "com.example.old-user"
+    new_user: str = "com.example.new-user"
+    unhealthy: str = "com.example.unhealthy"
+    crashing: str = "com.example.crashing"
+    static: str = "com.example.static-page"
+
+
+def publish_test_apps(platform: InstallPlatform, root: Path) -> ExtraApps:
+    apps = ExtraApps()
+    key = platform.packages.private_key
+    for package in (
+        make_app(root, apps.notebook, key=key, main=NOTEBOOK_APP, permissions=["state"]),
+        make_app(root, apps.lib, "1.0.0", key=key),
+        make_app(root, apps.lib, "2.0.0", key=key),
+        make_app(root, apps.old_user, key=key, dependencies={apps.lib: "=1.0.0"}),
+        make_app(root, apps.new_user, key=key, dependencies={apps.lib: "^2.0"}),
+        make_app(root, apps.unhealthy, key=key, main=UNHEALTHY_APP),
+        make_app(root, apps.crashing, key=key, main=CRASHING_APP),
+        make_app(root, apps.static, key=key, frontend_only=True),
+    ):
+        platform.publish(package)
+    return apps
+
+
+@pytest.fixture(scope="module")
+def extra_apps(platform: InstallPlatform, tmp_path_factory: pytest.TempPathFactory) -> ExtraApps:
+    return publish_test_apps(platform, tmp_path_factory.mktemp("test-apps"))
+
+
+@pytest.fixture
+def cli_as(platform: InstallPlatform, apprt: CliRun) -> CliRun:
+    """``apprt ...`` against the platform with the admin's token."""
+
+    def run(*args: object, input: str | None = None) -> CliResult:
+        return apprt(*args, "--url", platform.url, "--token", platform.platform.token, input=input)
+
+    return run

@@ -14,7 +14,9 @@ import typer
 
 from apprt import PLATFORM_API_VERSION, __version__
 from apprt.cli import app_cmd, keys, logs, org, runtime, schema, serve, status, user
+from apprt.cli import apps as apps_cmd
 from apprt.cli import backup as backup_cmd
+from apprt.cli import install as install_cmd
 from apprt.cli import registry as registry_cmd
 
 cli = typer.Typer(
@@ -38,6 +40,9 @@ cli.command("status")(status.status)
 cli.command("whoami")(status.whoami)
 cli.command("backup")(backup_cmd.backup)
 cli.command("restore")(backup_cmd.restore)
+cli.command("install")(install_cmd.install)
+cli.command("uninstall")(install_cmd.uninstall)
+cli.add_typer(apps_cmd.cli, name="apps", help="The apps installed in an organization.")
 
 
 def _version(value: bool) -> None:
