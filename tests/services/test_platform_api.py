@@ -18,7 +18,7 @@ from apprt.runtime.lifecycle import State
 from apprt.sdk import identity as sdk_identity
 from apprt.sdk.identity import Proof, derive_key
 from apprt.services.api import RateLimiter
-from tests.runtime._platform import Platform, running_platform
+from tests.runtime._platform import Platform, platform_settings, running_platform
 from tests.services._apps import call, deploy, make_app, raw, raw_bytes, socket_of
 
 PROBE, NOSTATE, SHARED = "com.test.probe", "com.test.nostate", "com.test.shared"
@@ -288,3 +288,45 @@ def test_uninstalled_instances_lose_their_socket(platform: Platform, tmp_path: P
     assert raw(path, "state/put", {"key": "k", "value": 1})[0] == 200
     platform.run(platform.supervisor.uninstall("alpha", "com.test.gone"))
     platform.wait_for(lambda: not path.exists(), what="the socket to go")
+
+
+def test_a_failure_inside_the_platform_is_a_500_and_audited(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apprt.services import api as api_module
+
+    def boom(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    broken = api_module.Operation("whoami", None, boom)
+    monkeypatch.setitem(api_module.OPERATIONS, "/v1/whoami", broken)
+    status, _, body = raw(socket_of(platform, "alpha", PROBE), "whoami")
+    assert status == 500 and "a bug" not in str(body)
+    assert body["type"] == "urn:apprt:problem:internal-service"
+    assert _audit(platform, "alpha", app=PROBE, outcome="error")[0]["operation"] == "whoami"
+
+
+def test_a_restarted_platform_serves_the_sandboxes_it_re_adopts(tmp_path: Path) -> None:
+    settings = platform_settings(tmp_path, runtime_stop_on_shutdown=False)
+    first = Platform(settings)
+    pids: set[int] = set()
+    try:
+        first.org("acme")
+        deploy(first, make_app(tmp_path / "apps", PROBE), "acme", grants=["state"])
+        assert call(first, "acme", PROBE, "put", "k", "before")["result"]
+        pid = first.pid_of("acme", PROBE)
+        assert pid is not None
+        pids.add(pid)
+        path = socket_of(first, "acme", PROBE)
+    finally:  # stop the platform only: the sandbox keeps running, to be re-adopted
+        first.server.should_exit = True
+        first.thread.join(30)
+    assert not path.exists()  # closed with the platform (the app gets "unavailable")
+    second = Platform(settings)
+    try:
+        assert second.pid_of("acme", PROBE) == pid  # re-adopted, not restarted
+        assert socket_of(second, "acme", PROBE) == path and path.is_socket()
+        assert call(second, "acme", PROBE, "get", "k")["result"] == "before"
+    finally:
+        second.pids |= pids
+        second.close()

@@ -355,6 +355,7 @@ class PlatformApi:
         self._loop = asyncio.get_running_loop()
         self.runtime.add_start_listener(self.attach)
         self.runtime.add_stop_listener(self.detach_ingress)
+        await self._io(self._prune)  # now, before other components start writing
         await self.reconcile()
         self._reconciler = self._loop.create_task(self._reconcile_loop(), name="apprt-services")
 
@@ -495,7 +496,7 @@ class PlatformApi:
                 self.detach(run_dir)
 
     async def _reconcile_loop(self) -> None:
-        last_prune = 0.0
+        last_prune = time.monotonic()
         while True:
             await asyncio.sleep(RECONCILE_INTERVAL_S)
             try:
@@ -533,6 +534,17 @@ class PlatformApi:
                     hint="this sandbox is being stopped; nothing to do",
                 )
             self._check_peer(instance, endpoint, request)
+            try:  # first, so that refusals are audited with the key they were for
+                payload, bad_body = _payload(request), None
+            except ServiceError as exc:
+                bad_body = exc
+            try:
+                org, user = self._caller(instance, request)
+            except IdentityRejectedError as exc:
+                # refusals count toward the limit too (each is an audit row)
+                self._limit(instance.app_id, exc.org or "")
+                raise
+            self._limit(instance.app_id, org)
             if op is None or request.method != "POST":
                 raise UnknownOperationError.one(
                     f"no operation {request.method} {request.path[:100]}",
@@ -540,12 +552,6 @@ class PlatformApi:
                     hint="use POST /v1/state/get|put|delete|increment|list|usage or /v1/whoami "
                     "(the apprt.sdk does)",
                 )
-            try:  # first, so that refusals are audited with the key they were for
-                payload, bad_body = _payload(request), None
-            except ServiceError as exc:
-                bad_body = exc
-            org, user = self._caller(instance, request)
-            self._limit(instance.app_id, org)
             if bad_body is not None:
                 raise bad_body
             result = await self._io(self._execute, instance, op, org, user, payload)

@@ -117,6 +117,9 @@ def events(
 def prune(session: Session, *, older_than_days: float) -> int:
     """Delete rows older than ``older_than_days``; how many."""
     cutoff = utcnow() - timedelta(days=older_than_days)
+    oldest = session.scalar(select(AuditEvent.id).where(AuditEvent.at < cutoff).limit(1))
+    if oldest is None:
+        return 0  # nothing to do: do not even take the write lock
     result = session.execute(
         delete(AuditEvent)
         .where(AuditEvent.at < cutoff)
