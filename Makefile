@@ -33,8 +33,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python python3
 	@touch $@
 
+# The platform in the foreground, the demo (examples published and installed into the
+# organization "demo") seeded once it answers; URLs and logins are printed.
 up: env
-	$(APPRT) serve --port $(PORT) --data-dir $(DATA_DIR)
+	@scripts/up $(PORT) $(DATA_DIR)
 
 lint: env
 	$(VENV)/bin/ruff check src tests bench examples

@@ -142,7 +142,9 @@ async def app(scope, receive, send):
 class InstallPlatform:
     """A running platform (uvicorn in a thread) with a publisher ``example``."""
 
-    def __init__(self, tmp_path: Path, packages: Packages, **overrides: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, packages: Packages, *, publisher: bool = True, **overrides: Any
+    ) -> None:
         settings = platform_settings(tmp_path, DRIVER, **overrides)
         self.platform = Platform(settings)
         self.settings = settings
@@ -154,7 +156,7 @@ class InstallPlatform:
         self.app.state.install.config.registry_url = self.url
         self.app.state.install.config.health_timeout_s = 10
         self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
-        self.publisher_headers = self._publisher()
+        self.publisher_headers = self._publisher() if publisher else {}
 
     def _publisher(self) -> dict[str, str]:
         r = self.http.post("/api/v1/registry/publishers", json={"name": "example"})

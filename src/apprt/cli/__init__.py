@@ -16,6 +16,7 @@ from apprt import PLATFORM_API_VERSION, __version__
 from apprt.cli import app_cmd, keys, logs, org, runtime, schema, serve, status, user
 from apprt.cli import apps as apps_cmd
 from apprt.cli import backup as backup_cmd
+from apprt.cli import demo as demo_cmd
 from apprt.cli import install as install_cmd
 from apprt.cli import registry as registry_cmd
 
@@ -43,6 +44,7 @@ cli.command("restore")(backup_cmd.restore)
 cli.command("install")(install_cmd.install)
 cli.command("uninstall")(install_cmd.uninstall)
 cli.add_typer(apps_cmd.cli, name="apps", help="The apps installed in an organization.")
+cli.command("demo")(demo_cmd.demo)
 
 
 def _version(value: bool) -> None:

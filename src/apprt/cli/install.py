@@ -123,9 +123,13 @@ class StepDisplay:
         elif kind == "step_compensated":
             self._set(step, completed=1, mark=self.MARK["undone"], note="undone")
         elif kind == "progress":
-            self.progress.console.print(f"    {escape(message)}", highlight=False, style="dim")
+            self.progress.console.print(
+                f"    {escape(message)}", highlight=False, style="dim", soft_wrap=True
+            )
         elif kind in ("job_rolled_back", "job_failed"):
-            self.progress.console.print(f"[bold red]{escape(message)}[/]", highlight=False)
+            self.progress.console.print(
+                f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True
+            )
 
 
 def follow(client: Client, job_id: int, *, show: bool) -> dict[str, Any]:
@@ -173,12 +177,14 @@ def _show_consent(consent: dict[str, Any]) -> bool:
             else ""
         ),
         highlight=False,
+        soft_wrap=True,
     )
     for notice in consent.get("notices", []):
         console.print(
             f"[yellow]notice[/]: {escape(notice['app_id'])} {escape(notice['version'])} is "
             f"{escape(notice['kind'])}: {escape(notice['message'])}",
             highlight=False,
+            soft_wrap=True,
         )
     table = Table("app", "permission", "why", title="Permissions asked for", title_justify="left")
     asked = False
@@ -256,6 +262,7 @@ def install(
         f"[bold green]installed[/] {escape(app)} {escape(accepted['version'])} in "
         f"{escape(org)}: {escape(app_url)}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -290,6 +297,8 @@ def uninstall(
     archive = next(
         (s["output"].get("archive") for s in job["steps"] if s["name"] == "export"), None
     )
-    console.print(f"[bold]uninstalled[/] {escape(app)} from {escape(org)}", highlight=False)
+    console.print(
+        f"[bold]uninstalled[/] {escape(app)} from {escape(org)}", highlight=False, soft_wrap=True
+    )
     if archive:
-        console.print(f"  data kept in {escape(archive)}", highlight=False)
+        console.print(f"  data kept in {escape(archive)}", highlight=False, soft_wrap=True)
