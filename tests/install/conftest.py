@@ -366,6 +366,7 @@ class ExtraApps:
     unhealthy: str = "com.example.unhealthy"
     crashing: str = "com.example.crashing"
     static: str = "com.example.static-page"
+    tampered: str = "com.example.tampered"
 
 
 def publish_test_apps(platform: InstallPlatform, root: Path) -> ExtraApps:
@@ -380,6 +381,7 @@ def publish_test_apps(platform: InstallPlatform, root: Path) -> ExtraApps:
         make_app(root, apps.unhealthy, key=key, main=UNHEALTHY_APP),
         make_app(root, apps.crashing, key=key, main=CRASHING_APP),
         make_app(root, apps.static, key=key, frontend_only=True),
+        make_app(root, apps.tampered, key=key),
     ):
         platform.publish(package)
     return apps

@@ -153,6 +153,26 @@ def test_failing_health_check(platform: InstallPlatform, extra_apps: ExtraApps) 
         platform.app.state.install.config.health_timeout_s = 10
 
 
+def test_tampered_package_is_refused(platform: InstallPlatform, extra_apps: ExtraApps) -> None:
+    """The stored copy of a package is verified against the registry's signed TUF
+    metadata at every install; a changed byte refuses the install."""
+    org = platform.org("bad-tampered")
+    app = extra_apps.tampered
+    sha = platform.http.get(f"/api/v1/registry/apps/{app}/versions/1.0.0").json()["sha256"]
+    blob = platform.app.state.blob_store.path_of(sha)
+    original = blob.read_bytes()
+    os.chmod(blob, 0o644)
+    blob.write_bytes(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])
+    try:
+        with unchanged(platform, org):
+            job = failed_job(platform, org, app)
+        error = job["error"][0]
+        assert "does not match the length and sha256 the registry signed" in error["reason"]
+        assert next(s for s in job["steps"] if s["name"] == "download")["attempts"] == 1
+    finally:
+        blob.write_bytes(original)
+
+
 @pytest.fixture
 def tiny_disk(platform: InstallPlatform, tmp_path: Path) -> Iterator[Path]:
     """Unpacked trees go to a 256 KiB tmpfs: too small for sales-dashboard's wheels."""

@@ -38,7 +38,7 @@ def test_cli_installs_sales_dashboard_after_crm_connector_and_it_answers(
     out = result.stdout
     for title in ("Package resolution", "Sandbox creation", "Health check", "Activation"):
         assert title in out
-    assert "TUF-verified" in out and "install order: " + CRM in out
+    assert "against the registry's TUF metadata" in out and "install order: " + CRM in out
     assert f"{platform.url}/apps/{org}/{SALES}/" in out
 
     # Through the gateway, with the organization's settings.

@@ -39,6 +39,7 @@ run), ``export`` (data directory and state into a retained archive), ``remove``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -408,13 +409,23 @@ def remove_sandbox(ctx: StepContext) -> None:
 # -- 6. download and verification ----------------------------------------------------
 
 
+def _stored(env: InstallEnv, digest: str) -> Path | None:
+    """The blob store's own file of ``digest`` (local stores), if it has one."""
+    path_of = getattr(env.blobs, "path_of", None)
+    if path_of is None or not env.blobs.exists(digest):
+        return None
+    path: Path = path_of(digest)
+    return path
+
+
 def download(ctx: StepContext) -> dict[str, Any]:
     env = _env(ctx)
     plan = _plan(ctx)
     target_dir = env.staging(ctx.job_id) / "packages"
+    local = {p.app_id: path for p in plan if (path := _stored(env, p.sha256)) is not None}
     try:
         files = env.downloader().download(
-            [(p.app_id, p.version, p.sha256) for p in plan], target_dir
+            [(p.app_id, p.version, p.sha256) for p in plan], target_dir, local
         )
         verified = []
         for p in plan:
@@ -432,14 +443,16 @@ def download(ctx: StepContext) -> dict[str, Any]:
                     location=f"{p.app_id}@{p.version}",
                     hint="report it to the registry's operator",
                 )
-            if not env.blobs.exists(p.sha256):
+            how = "stored copy verified"
+            if p.app_id not in local:
                 with path.open("rb") as fh:
                     env.blobs.put(fh)
-            path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+                how = "downloaded"
             verified.append(f"{p.app_id} {p.version}")
             ctx.progress(
-                f"{p.app_id} {p.version}: {info.archive_size} bytes, TUF-verified "
-                f"(sha256 {p.sha256[:12]}...), {len(info.files)} files checked"
+                f"{p.app_id} {p.version}: {info.archive_size} bytes {how} against the registry's "
+                f"TUF metadata (sha256 {p.sha256[:12]}...), {len(info.files)} files checked"
             )
     except OSError as exc:
         if _disk_full(exc):
@@ -695,32 +708,56 @@ def _probe(socket_path: Path, path: str) -> int:
         return client.get(f"http://app{path}").status_code
 
 
-def wait_healthy(env: InstallEnv, org: str, manifest: Manifest, timeout: float) -> float:
-    """Activate the app's instance and wait for its health path to answer 2xx."""
+def _start(env: InstallEnv, org: str, app_id: str) -> None:
+    """Start the app's instance (in the background: ``wait_healthy`` waits for it)."""
     supervisor = env.require_supervisor()
-    app_id = manifest.id
-    health = manifest.backend.health if manifest.backend is not None else "/healthz"
-    started = time.monotonic()
     try:
         env.run(supervisor.activate(org, app_id, wait=False))
     except ApprtError as exc:
         raise HealthCheckError(exc.problems, title=f"{app_id} did not start") from None
+
+
+def _until_running(env: InstallEnv, org: str, app_id: str, timeout: float) -> None:
+    """Block until the instance is Running (StartFailedError when it ends Failed)."""
+    supervisor = env.require_supervisor()
+    loop = supervisor.loop
+    if loop is None:
+        raise RuntimeError("the supervisor is not started")
+    future = asyncio.run_coroutine_threadsafe(supervisor.activate(org, app_id), loop)
+    try:
+        future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise
+
+
+def wait_healthy(env: InstallEnv, org: str, manifest: Manifest, timeout: float) -> float:
+    """Start the app's instance if needed, wait until it runs and its health path
+    answers 2xx over the ingress socket; seconds it took."""
+    supervisor = env.require_supervisor()
+    app_id = manifest.id
+    health = manifest.backend.health if manifest.backend is not None else "/healthz"
+    started = time.monotonic()
     deadline = started + timeout
     last = "it did not start"
-    while time.monotonic() < deadline:
+    try:
+        _until_running(env, org, app_id, timeout)
+    except TimeoutError:
+        pass  # reported below with the rest
+    except ApprtError:
         info = supervisor.get(org, app_id)
-        if info.state is State.FAILED:
-            tail = (info.failure_log or "").strip().splitlines()[-3:]
-            raise HealthCheckError.one(
-                f"{app_id} failed to start: {describe_exit(info.last_exit)}",
-                location=f"{org}/{app_id}",
-                hint="fix the app and publish a new version; last output: "
-                + (" | ".join(tail) if tail else "none"),
-                title="health check failed",
-            )
+        tail = (info.failure_log or "").strip().splitlines()[-3:]
+        raise HealthCheckError.one(
+            f"{app_id} failed to start: {describe_exit(info.last_exit)}",
+            location=f"{org}/{app_id}",
+            hint="fix the app and publish a new version; last output: "
+            + (" | ".join(tail) if tail else "none"),
+            title="health check failed",
+        ) from None
+    while time.monotonic() < deadline:
         slot = supervisor.lookup(org, app_id)
         handle = slot.handle if slot is not None else None
-        if info.state is State.RUNNING and handle is not None:
+        if slot is not None and slot.state is State.RUNNING and handle is not None:
             try:
                 status = _probe(handle.ingress_socket, health)
             except httpx.HTTPError as exc:
@@ -729,7 +766,9 @@ def wait_healthy(env: InstallEnv, org: str, manifest: Manifest, timeout: float) 
                 if 200 <= status < 300:
                     return time.monotonic() - started
                 last = f"GET {health} answered {status}"
-        time.sleep(0.05)
+        elif slot is not None:
+            last = f"it is {slot.state.value}"
+        time.sleep(0.02)
     raise HealthCheckError.one(
         f"{app_id} was not healthy within {timeout:g} s: {last}",
         location=f"{org}/{app_id}{health}",
@@ -743,6 +782,9 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
     plan = _plan(ctx)
     org = ctx.params["org"]
     healthy = {}
+    for p in plan:  # every sandbox starts at once; their health is checked in order
+        if p.has_backend:
+            _start(env, org, p.app_id)
     for p in plan:
         if p.has_backend:
             seconds = wait_healthy(env, org, p.manifest, env.config.health_timeout_s)

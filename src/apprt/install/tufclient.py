@@ -93,11 +93,20 @@ class PackageDownloader:
             bootstrap=self.trusted_root,
         )
 
-    def download(self, wanted: list[tuple[str, str, str]], target_dir: Path) -> dict[str, Path]:
+    def download(
+        self,
+        wanted: list[tuple[str, str, str]],
+        target_dir: Path,
+        local: dict[str, Path] | None = None,
+    ) -> dict[str, Path]:
         """Fetch and verify every ``(app id, version, sha256)``; their files by app id.
 
         Files are named ``<sha256>.apppkg`` in ``target_dir``; one already there and
         matching the signed length and hash is not fetched again (a resumed job).
+        ``local`` names copies already on this host (the blob store's file of the
+        sha256): verified against the signed length and hash like any cached target,
+        and used without a download; one that does not verify is refused (a corrupt
+        or tampered store), never silently replaced.
         """
         from apprt.registry.tuf.repository import target_path
 
@@ -145,7 +154,19 @@ class PackageDownloader:
                         "report it to the registry's operator",
                     )
                 file = target_dir / f"{sha256}.apppkg"
+                stored = (local or {}).get(app_id)
                 try:
+                    if stored is not None and stored.exists():
+                        if updater.find_cached_target(info, str(stored)) is None:
+                            raise VerificationError.one(
+                                f"the stored copy of {app_id} {version} ({stored}) does not "
+                                "match the length and sha256 the registry signed",
+                                location=f"{app_id}@{version}",
+                                hint="the blob store is corrupt or was tampered with; remove "
+                                "the file so that it is downloaded again, and investigate",
+                            )
+                        found[app_id] = stored
+                        continue
                     cached = updater.find_cached_target(info, str(file))
                     found[app_id] = Path(cached or updater.download_target(info, str(file)))
                 except (RepositoryError, DownloadError) as exc:
