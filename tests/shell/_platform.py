@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from apprt.manifest import load_manifest
 from apprt.package import (
     build_package,
     collect_wheels,
@@ -31,7 +32,6 @@ from apprt.package import (
     load_private_key,
     sign_package,
 )
-from apprt.manifest import load_manifest
 from apprt.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -101,8 +101,16 @@ class ShellPlatform:
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "apprt", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data)],  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "apprt",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=environment,

@@ -4,7 +4,9 @@
 // Routes (in the URL's fragment, so the server only ever serves "/"):
 //   #/login                              sign in
 //   #/o/<org>                            launcher of the organization's apps
-//   #/o/<org>/apps/<app id>[/<path>]     an app (its own sub-path after the id)
+//   #/o/<org>/apps/<app id>[/<path>][?beside=<app id>]
+//                                        an app (its own sub-path after the id), and
+//                                        optionally a second one beside it
 //   #/o/<org>/market[/<app id>]          marketplace: search, details, install
 //   #/o/<org>/admin[/<app id>]           installed apps: state, health, logs, uninstall
 //   #/reviews                            the registry's review queue (platform admins)
@@ -24,8 +26,9 @@ import { renderReviews } from "./views/reviews.js";
 const boot = window.apprtBoot || { org: null, map: { imports: {}, scopes: {}, integrity: {} }, nonce: "" };
 
 export function parseRoute(hash) {
-  const parts = hash
-    .replace(/^#\/?/, "")
+  const [path, query = ""] = hash.replace(/^#\/?/, "").split("?");
+  const params = new URLSearchParams(query);
+  const parts = path
     .split("/")
     .filter(Boolean)
     .map((p) => decodeURIComponent(p));
@@ -34,7 +37,9 @@ export function parseRoute(hash) {
   if (parts[0] === "o" && parts[1]) {
     const [, org, section, id, ...rest] = parts;
     if (!section) return { name: "launcher", org };
-    if (section === "apps" && id) return { name: "app", org, app: id, sub: `/${rest.join("/")}` };
+    if (section === "apps" && id) {
+      return { name: "app", org, app: id, sub: `/${rest.join("/")}`, beside: params.get("beside") };
+    }
     if (section === "market") return { name: "market", org, app: id || null };
     if (section === "admin") return { name: "admin", org, app: id || null };
   }
@@ -233,7 +238,14 @@ class Shell {
       return;
     }
     // Same app, another sub-path: tell the app, keep it mounted.
-    if (route.name === "app" && this.current?.route.name === "app" && this.current.route.app === route.app && this.current.setRoute) {
+    const previousRoute = this.current?.route;
+    if (
+      route.name === "app" &&
+      previousRoute?.name === "app" &&
+      previousRoute.app === route.app &&
+      previousRoute.beside === route.beside &&
+      this.current.setRoute
+    ) {
       this.current.route = route;
       this.current.setRoute(route.sub);
       return;

@@ -47,13 +47,13 @@ export function hostServices({ app, org, user, bus, navigate, notify, signal }) 
       };
     },
     fetch(path, init = {}) {
-      if (!app.gateway) return Promise.reject(new NoBackendError(app.app_id));
       let url;
       try {
-        url = resolveInApp(app.gateway, path);
+        url = resolveInApp(app.gateway || `/apps/${org.slug}/${app.app_id}/`, path);
       } catch (error) {
         return Promise.reject(error);
       }
+      if (!app.gateway) return Promise.reject(new NoBackendError(app.app_id));
       const signals = [signal, init.signal].filter(Boolean);
       return fetch(url, {
         ...init,

@@ -61,6 +61,13 @@ async function digestMatches(bytes, sri) {
 
 /** After a failed import: which of the app's modules is missing or altered? */
 export async function diagnose(app, error) {
+  // A module its code imports but its package lacks: the browser saw the 404.
+  const base = app.entry ? new URL(app.entry.slice(0, app.entry.indexOf("/", "/assets/sha256/".length) + 1), location.href).href : null;
+  for (const entry of performance.getEntriesByType("resource")) {
+    if (base && entry.name.startsWith(base) && entry.responseStatus === 404) {
+      return new LoadFailure("not_found", `a file of the app is missing: ${new URL(entry.name).pathname} (404)`, { url: entry.name });
+    }
+  }
   for (const [url, sri] of Object.entries(app.modules || {})) {
     let response;
     try {

@@ -3,7 +3,7 @@
 // dependencies as negotiated, and uninstall.
 
 import { ApiError, api, apiText, describeError } from "../lib/api.js";
-import { formatMs, h } from "../lib/dom.js";
+import { append, formatMs, h } from "../lib/dom.js";
 import { uninstall } from "../lib/install.js";
 import { followJob } from "../lib/jobs.js";
 import { appIcon } from "./launcher.js";
@@ -39,12 +39,12 @@ export async function renderAdmin(view, shell, route) {
 }
 
 function renderList(view, shell, states, telemetry) {
-  view.append(h("div", { class: "view-head" }, h("h1", null, "Administration"), h("p", { class: "muted" }, `Apps installed in ${shell.org.name}`)));
+  append(view, h("div", { class: "view-head" }, h("h1", null, "Administration"), h("p", { class: "muted" }, `Apps installed in ${shell.org.name}`)));
   if (!shell.apps.length) {
-    view.append(h("p", { class: "card empty" }, "Nothing is installed yet."));
+    append(view, h("p", { class: "card empty" }, "Nothing is installed yet."));
     return null;
   }
-  view.append(
+  append(view, 
     h(
       "table",
       { class: "table" },
@@ -90,7 +90,7 @@ function definitionList(pairs) {
 function renderApp(view, shell, appId, instance, health) {
   const app = shell.apps.find((a) => a.app_id === appId);
   if (!app) {
-    view.append(h("h1", null, "Not installed"), h("p", null, `${appId} is not installed in ${shell.org.name}.`));
+    append(view, h("h1", null, "Not installed"), h("p", null, `${appId} is not installed in ${shell.org.name}.`));
     return null;
   }
   const controller = new AbortController();
@@ -138,13 +138,13 @@ function renderApp(view, shell, appId, instance, health) {
         const jobId = await uninstall(shell.org.slug, appId);
         const outcome = await followJob(jobId, progress);
         if (outcome.state === "succeeded") {
-          progress.append(h("p", null, h("a", { href: shell.href("admin"), onclick: (e) => { e.preventDefault(); shell.reloadTo(shell.href("admin")); } }, "Back to the installed apps")));
+          append(progress, h("p", null, h("a", { href: shell.href("admin"), onclick: (e) => { e.preventDefault(); shell.reloadTo(shell.href("admin")); } }, "Back to the installed apps")));
         }
       } catch (error) {
         progress.replaceChildren(h("p", { class: "form-error", role: "alert" }, describeError(error)));
       }
     });
-    view.append(dialog);
+    append(view, dialog);
     dialog.showModal();
   }
 
@@ -171,7 +171,7 @@ function renderApp(view, shell, appId, instance, health) {
       )
     : null;
 
-  view.append(
+  append(view, 
     h("p", { class: "crumbs" }, h("a", { href: shell.href("admin") }, "Administration"), " / ", app.name),
     h("div", { class: "view-head detail-head" }, appIcon(app), h("div", null, h("h1", null, app.name), h("p", { class: "muted" }, app.app_id))),
     app.error ? h("section", { class: "error-card", role: "alert" }, h("h2", null, app.error.title), h("ul", null, app.error.problems.map((p) => h("li", null, p.reason)))) : null,

@@ -1,7 +1,7 @@
 // The launcher: the organization's apps as tiles. Hovering or focusing a tile
 // prefetches the app's entry module; the rest are prefetched when the browser is idle.
 
-import { h, hue, initials } from "../lib/dom.js";
+import { append, h, hue, initials } from "../lib/dom.js";
 
 export function appIcon(app) {
   const icon = h("span", { class: "app-icon", "aria-hidden": "true" }, initials(app.name));
@@ -12,11 +12,11 @@ export function appIcon(app) {
 export function renderLauncher(view, shell) {
   const withUi = shell.apps.filter((a) => a.frontend);
   const services = shell.apps.filter((a) => !a.frontend);
-  view.append(
+  append(view, 
     h("div", { class: "view-head" }, h("h1", null, "Apps"), h("p", { class: "muted" }, shell.org.name)),
   );
   if (!withUi.length) {
-    view.append(
+    append(view, 
       h(
         "section",
         { class: "empty card" },
@@ -25,7 +25,7 @@ export function renderLauncher(view, shell) {
       ),
     );
   } else {
-    view.append(
+    append(view, 
       h(
         "ul",
         { class: "tiles", "aria-label": "Installed apps" },
@@ -55,7 +55,7 @@ export function renderLauncher(view, shell) {
     shell.loader.prefetchWhenIdle(withUi);
   }
   if (services.length) {
-    view.append(
+    append(view, 
       h(
         "section",
         { class: "services" },

@@ -3,7 +3,7 @@
 // with it.
 
 import { api, describeError } from "../lib/api.js";
-import { h } from "../lib/dom.js";
+import { append, h } from "../lib/dom.js";
 
 export function renderLogin(view) {
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
@@ -39,6 +39,6 @@ export function renderLogin(view) {
     error,
     submit,
   );
-  view.append(form);
+  append(view, form);
   form.elements.name.focus();
 }

@@ -2,7 +2,7 @@
 // consent and install it, following the install job step by step.
 
 import { api, describeError } from "../lib/api.js";
-import { h } from "../lib/dom.js";
+import { append, clear, h } from "../lib/dom.js";
 import { consent, explainPermission, install } from "../lib/install.js";
 import { followJob } from "../lib/jobs.js";
 import { appIcon } from "./launcher.js";
@@ -49,7 +49,7 @@ function renderSearch(view, shell) {
       results.removeAttribute("aria-busy");
     }
   }
-  view.append(
+  append(view, 
     h("div", { class: "view-head" }, h("h1", null, "Marketplace"), h("p", { class: "muted" }, "Apps published in the registry")),
     h(
       "form",
@@ -93,7 +93,7 @@ async function renderDetails(view, shell, appId) {
   try {
     app = await api(`/api/v1/registry/apps/${encodeURIComponent(appId)}`);
   } catch (error) {
-    view.append(h("h1", null, "Not in the registry"), h("p", { class: "form-error", role: "alert" }, describeError(error)));
+    append(view, h("h1", null, "Not in the registry"), h("p", { class: "form-error", role: "alert" }, describeError(error)));
     return null;
   }
   const installed = shell.apps.find((a) => a.app_id === appId);
@@ -104,7 +104,7 @@ async function renderDetails(view, shell, appId) {
   const installButton = h("button", { type: "button", class: "primary", onclick: () => askConsent() }, "Install");
 
   function showVersion() {
-    details.replaceChildren(
+    clear(details, 
       h("h2", null, `Version ${selected.version}`),
       selected.warnings.length ? h("ul", { class: "warnings" }, selected.warnings.map((w) => h("li", null, w))) : null,
       h("h3", null, "Permissions"),
@@ -162,7 +162,7 @@ async function renderDetails(view, shell, appId) {
       const consented = Object.fromEntries(asked.permissions.map((i) => [i.app_id, i.permissions.map((p) => p.permission)]));
       await runInstall(asked.version, consented);
     });
-    view.append(dialog);
+    append(view, dialog);
     dialog.showModal();
   }
 
@@ -182,7 +182,7 @@ async function renderDetails(view, shell, appId) {
       await shell.refreshApps();
       const now = shell.apps.find((a) => a.app_id === appId);
       const target = shell.href("apps", appId);
-      progress.append(
+      append(progress, 
         h(
           "p",
           { class: "actions" },
@@ -208,7 +208,7 @@ async function renderDetails(view, shell, appId) {
     },
     app.versions.map((v) => h("option", { value: v.version, selected: v === selected }, `${v.version} (${v.state})`)),
   );
-  view.append(
+  append(view, 
     h("p", { class: "crumbs" }, h("a", { href: shell.href("market") }, "Marketplace"), " / ", app.name),
     h(
       "div",

@@ -2,7 +2,7 @@
 // asks for, approve or reject (a reason is required to reject).
 
 import { api, describeError } from "../lib/api.js";
-import { h } from "../lib/dom.js";
+import { append, h } from "../lib/dom.js";
 
 function permissionSummary(details) {
   const rows = [];
@@ -14,13 +14,13 @@ function permissionSummary(details) {
 }
 
 export async function renderReviews(view, shell) {
-  view.append(h("div", { class: "view-head" }, h("h1", null, "Reviews"), h("p", { class: "muted" }, "Versions waiting for a platform admin")));
+  append(view, h("div", { class: "view-head" }, h("h1", null, "Reviews"), h("p", { class: "muted" }, "Versions waiting for a platform admin")));
   if (!shell.isPlatformAdmin) {
-    view.append(h("p", { class: "card" }, "Only platform admins review versions."));
+    append(view, h("p", { class: "card" }, "Only platform admins review versions."));
     return null;
   }
   const list = h("ul", { class: "reviews", "aria-live": "polite" });
-  view.append(list);
+  append(view, list);
 
   async function refresh() {
     let queue;
