@@ -278,3 +278,30 @@ def test_concurrency_limit_is_a_429(limited: Platform) -> None:
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         statuses = sorted(pool.map(slow, range(3)))
     assert statuses == [200, 200, 429]
+
+
+def test_idle_app_hibernates_and_concurrent_requests_wake_it_once(platform: Platform) -> None:
+    """On each driver: idle -> Suspended (process gone), then a burst wakes it once."""
+    from apprt.runtime.lifecycle import State
+
+    org = platform.org(f"wake-{platform.settings.runtime_driver}")
+    info = platform.deploy(org, max_concurrency=64)
+    slot = platform.supervisor.get_instance(info.id)
+    with platform.client() as client:
+        before = client.get(f"/apps/{org}/{ECHO_ID}/pid").json()["boot"]
+    platform.run(platform.supervisor.set_idle_policy(org, ECHO_ID, 0.3))
+    platform.wait_for(lambda: slot.state is State.SUSPENDED and slot.handle is None, what="sleep")
+    platform.run(platform.supervisor.set_idle_policy(org, ECHO_ID, None))
+    starts = platform.app.state.metrics.cold_starts.labels(org, ECHO_ID, "wake")
+
+    def call(_: int) -> tuple[int, str]:
+        with httpx.Client(base_url=platform.url, headers=platform.headers, timeout=30) as c:
+            response = c.get(f"/apps/{org}/{ECHO_ID}/pid")
+            return response.status_code, response.json()["boot"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert {status for status, _ in results} == {200}
+    boots = {boot for _, boot in results}
+    assert len(boots) == 1 and before not in boots  # one new process served them all
+    assert starts._value.get() == 1
