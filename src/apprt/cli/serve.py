@@ -78,4 +78,7 @@ def serve(
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # Only a proxy we were told about may set the client address (X-Forwarded-For);
+        # by default uvicorn trusts any local process, which the gateway must not.
+        proxy_headers=False,
     )
