@@ -159,7 +159,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> ProblemRespo
     )
 
 
-async def _on_unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
+async def unexpected_error_response(request: Request, exc: Exception) -> ProblemResponse:
     error_id = secrets.token_hex(8)
     log.error(
         "http.unexpected_error",
@@ -181,7 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApprtError, _on_apprt_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(Exception, _on_unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error_response)
 
 
 # -- platform routes ----------------------------------------------------------------

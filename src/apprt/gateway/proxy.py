@@ -64,7 +64,7 @@ from apprt.gateway.upstream import (
     request_head,
 )
 from apprt.runtime.supervisor import Slot, Supervisor
-from apprt.server import _on_unexpected_error, problem_response, problem_type
+from apprt.server import unexpected_error_response, problem_response, problem_type
 from apprt.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -482,7 +482,7 @@ class Gateway:
 
     async def _unexpected(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         # The same 500 (logged with an error id) as every other route's.
-        response = await _on_unexpected_error(Request({**scope, "type": "http"}), exc)
+        response = await unexpected_error_response(Request({**scope, "type": "http"}), exc)
         await response(scope, receive, send)
 
     async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: ApprtError) -> None:
