@@ -64,7 +64,7 @@ from apprt.gateway.upstream import (
     request_head,
 )
 from apprt.runtime.supervisor import Slot, Supervisor
-from apprt.server import unexpected_error_response, problem_response, problem_type
+from apprt.server import problem_response, problem_type, unexpected_error_response
 from apprt.settings import Settings
 
 log = structlog.get_logger(__name__)
