@@ -136,25 +136,33 @@ export class Loader {
   /**
    * Load and mount `app` into `container`. Resolves with a handle
    * ({ setRoute(route), unmount() }) or rejects with a LoadFailure; either way the
-   * failure was recorded and the container holds nothing of the app.
+   * failure was recorded and the container holds nothing of the app. The window gets
+   * an "apprt:mounted" ({app, ms}) or "apprt:failed" ({app, kind}) event.
    */
   async mount(app, container, { route = "/", startedAt = performance.now() } = {}) {
     try {
-      if (app.error) {
-        throw new LoadFailure("dependency", app.error.problems.map((p) => p.reason).join("; ") || app.error.title, {
-          problems: app.error.problems,
-        });
-      }
-      if (!app.entry) throw new LoadFailure("load", "the app has no frontend");
-      return app.isolation === "iframe"
-        ? await this.mountFrame(app, container, route, startedAt)
-        : await this.mountShadow(app, container, route, startedAt);
+      const handle = await this.mountChecked(app, container, route, startedAt);
+      dispatchEvent(new CustomEvent("apprt:mounted", { detail: { app: app.app_id, ms: performance.now() - startedAt } }));
+      return handle;
     } catch (error) {
       const failure = error instanceof LoadFailure ? error : new LoadFailure("load", String(error?.message || error));
       container.replaceChildren();
       this.monitor.error(app.app_id, failure.kind, failure.message);
+      dispatchEvent(new CustomEvent("apprt:failed", { detail: { app: app.app_id, kind: failure.kind } }));
       throw failure;
     }
+  }
+
+  mountChecked(app, container, route, startedAt) {
+    if (app.error) {
+      throw new LoadFailure("dependency", app.error.problems.map((p) => p.reason).join("; ") || app.error.title, {
+        problems: app.error.problems,
+      });
+    }
+    if (!app.entry) throw new LoadFailure("load", "the app has no frontend");
+    return app.isolation === "iframe"
+      ? this.mountFrame(app, container, route, startedAt)
+      : this.mountShadow(app, container, route, startedAt);
   }
 
   async mountShadow(app, container, route, startedAt) {
