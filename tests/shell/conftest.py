@@ -41,6 +41,7 @@ ACME_TEST_APPS = [
     "tamper-target",
     "bus-probe",
     "own-copy",
+    "slow-mount",
 ]
 
 

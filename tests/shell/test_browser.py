@@ -210,6 +210,56 @@ def test_a_broken_app_shows_its_error_card_while_another_keeps_working(
     )
 
 
+def test_a_mount_that_never_settles_times_out(platform: ShellPlatform, web: Page) -> None:
+    page = web.page
+    login(page, web.url, "ada")
+    page.evaluate(
+        "() => { window.apprtShell.loader.timeouts = { load: 15000, mount: 400, unmount: 300 }; }"
+    )
+    page.goto(app_url(web, "acme", "com.test.slow-mount"))
+    card = page.locator(".error-card[data-app='com.test.slow-mount']")
+    card.wait_for(timeout=TIMEOUT)
+    assert card.get_attribute("data-kind") == "timeout"
+    assert "mount took longer than 0.4 s" in card.inner_text()
+    assert "still starting" not in page.locator("#view").inner_text()
+    page.get_by_role("link", name="Apps", exact=True).click()
+    page.locator(".tiles").wait_for(timeout=TIMEOUT)
+    flush(web)
+    wait_metric(
+        platform,
+        "apprt_frontend_errors_total",
+        org="acme",
+        app="com.test.slow-mount",
+        kind="timeout",
+    )
+
+
+def test_the_org_switcher_reloads_with_the_other_organizations_apps(web: Page) -> None:
+    page = web.page
+    login(page, web.url, "ada")
+    page.locator(".tile[data-app='com.test.style-probe']").wait_for(timeout=TIMEOUT)
+    page.select_option("#org-switcher", "beta")
+    page.locator(".tile[data-app='com.test.strict-widget']").wait_for(timeout=TIMEOUT)
+    assert page.locator(".tile[data-app='com.test.style-probe']").count() == 0
+    assert page.evaluate("window.apprtBoot.org") == "beta"
+    assert page.locator(".tile[data-app='com.test.strict-widget'] .badge-error").count() == 1
+
+
+def test_an_app_navigates_inside_itself_without_remounting(web: Page) -> None:
+    page = web.page
+    login(page, web.url, "ada")
+    page.goto(app_url(web, "acme", "com.test.style-probe"))
+    probe = page.locator(".app-container[data-app='com.test.style-probe']")
+    route = probe.locator("output.route")
+    expect(route).to_have_text(re.compile(r"^route /, mounted (\d+)"), timeout=TIMEOUT)
+    mounts = route.inner_text().rsplit(" ", 2)[1]
+    probe.get_by_role("button", name="Details").click()
+    expect(route).to_have_text(f"route /details/7, mounted {mounts} time(s)", timeout=TIMEOUT)
+    assert page.evaluate("location.hash") == "#/o/acme/apps/com.test.style-probe/details/7"
+    page.go_back()
+    expect(route).to_have_text(f"route /, mounted {mounts} time(s)", timeout=TIMEOUT)
+
+
 def test_a_tampered_asset_is_refused(platform: ShellPlatform, web: Page) -> None:
     app = "com.test.tamper-target"
     file = platform.tree(digest_of(platform, "acme", app)) / "frontend" / "index.js"

@@ -1,5 +1,9 @@
-// Tries to style everything: these rules must stay inside its shadow root.
+// Tries to style everything: these rules must stay inside its shadow root. Also shows
+// its sub-route, which ctx.navigate changes without remounting it.
+let mounts = 0;
+
 export function mount(el, ctx) {
+  mounts += 1;
   ctx.styles(`
     h1 { color: rgb(255, 0, 0); }
     * { letter-spacing: 7px; }
@@ -13,7 +17,18 @@ export function mount(el, ctx) {
   const bare = document.createElement("span");
   bare.className = "bare";
   bare.textContent = "inherits only from the app";
-  el.replaceChildren(title, plain, bare);
+  const route = document.createElement("output");
+  route.className = "route";
+  const show = (r) => {
+    route.textContent = `route ${r}, mounted ${mounts} time(s)`;
+  };
+  show(ctx.route);
+  ctx.onRoute(show);
+  const go = document.createElement("button");
+  go.type = "button";
+  go.textContent = "Details";
+  go.addEventListener("click", () => ctx.navigate("/details/7"));
+  el.replaceChildren(title, plain, bare, route, go);
 }
 
 export function unmount(el) {
