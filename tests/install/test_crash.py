@@ -7,10 +7,10 @@ interrupted step runs again) and end either succeeded with the organization full
 installed (both apps active, routed, healthy through the gateway) or rolled back with
 the organization exactly as before (no rows, routes, instances, unpacked trees,
 environments or staging files). The same again for a crash in the middle of a
-rollback (a failing health check, then ``kill -9`` while undoing a step).
+rollback (a failing health check, then ``kill -9`` while undoing each step in turn).
 
 One data directory with the examples published is made once per module and copied
-for every crash point.
+for every scenario; scenarios run two at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -202,14 +203,60 @@ def _crash_then_restart(
         kill_recorded(settings)
 
 
+#: Each scenario: the crash points, in order, and a failpoint making the job fail.
+SCENARIOS: dict[str, tuple[list[str], str]] = {
+    step: ([f"install.{step}.before", f"install.{step}.after"], "") for step in STEPS
+}
+SCENARIOS["rollback"] = (
+    [f"install.{step}.compensate" for step in UNDONE],
+    "install.health.before=error",
+)
+#: Scenarios run two at a time (each its own data directory, server and sandboxes):
+#: starting ``apprt serve`` is mostly single-threaded imports.
+WORKERS = 2
+
+Outcome = tuple[dict[str, Any], dict[str, Any], str]
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    tmp_path_factory: pytest.TempPathFactory, template: Path, uv_cache: Path
+) -> dict[str, Outcome | BaseException]:
+    results: dict[str, Outcome | BaseException] = {}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = {
+            name: pool.submit(
+                _crash_then_restart,
+                tmp_path_factory.mktemp(f"crash-{name}"),
+                template,
+                uv_cache,
+                crashes,
+                fail,
+            )
+            for name, (crashes, fail) in SCENARIOS.items()
+        }
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except BaseException as exc:  # reported by the scenario's own test
+                results[name] = exc
+    return results
+
+
+def _outcome(outcomes: dict[str, Outcome | BaseException], name: str) -> Outcome:
+    outcome = outcomes[name]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_9_before_and_after_every_step_then_restart(
-    step: str, tmp_path: Path, template: Path, uv_cache: Path
+    step: str, outcomes: dict[str, Outcome | BaseException]
 ) -> None:
     """Killed before the step's work, restarted; killed again right after it (the work
-    done, not yet recorded), restarted: the install completes."""
-    crashes = [f"install.{step}.before", f"install.{step}.after"]
-    job, _after, events = _crash_then_restart(tmp_path, template, uv_cache, crashes)
+    done, not yet recorded), restarted: the install completes, fully."""
+    job, _after, events = _outcome(outcomes, step)
     assert job["state"] == "succeeded"
     assert events.count("resumed after an interruption") == 2
     row = next(s for s in job["steps"] if s["name"] == step)
@@ -217,15 +264,12 @@ def test_kill_9_before_and_after_every_step_then_restart(
 
 
 def test_kill_9_while_rolling_back_then_restart(
-    tmp_path: Path, template: Path, uv_cache: Path
+    outcomes: dict[str, Outcome | BaseException],
 ) -> None:
     """The health check fails; the platform is killed while undoing each step in turn
     (configure, deploy, download, sandbox, allocate), restarted every time: the
-    rollback goes on where it was and the organization ends as it was."""
-    crashes = [f"install.{step}.compensate" for step in UNDONE]
-    job, after, events = _crash_then_restart(
-        tmp_path, template, uv_cache, crashes, fail="install.health.before=error"
-    )
+    rollback goes on where it was and the organization ends exactly as it was."""
+    job, after, events = _outcome(outcomes, "rollback")
     assert job["state"] == "rolled_back", events
     assert after["installations"] == [] and after["instances"] == []
     assert all(s["state"] in ("compensated", "pending") for s in job["steps"]), job["steps"]

@@ -49,7 +49,7 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import structlog
@@ -91,7 +91,6 @@ from apprt.install.services import (
     planned_from,
     validate_config,
 )
-from apprt.install.tufclient import PackageDownloader
 from apprt.jobs import JobKind, Step, StepContext
 from apprt.manifest import Manifest, Tenancy, parse_manifest
 from apprt.package import read_package
@@ -101,6 +100,9 @@ from apprt.runtime.lifecycle import State
 from apprt.runtime.models import Instance
 from apprt.runtime.supervisor import DeploySpec, Supervisor, describe_exit
 from apprt.settings import Settings
+
+if TYPE_CHECKING:
+    from apprt.install.tufclient import PackageDownloader
 
 log = structlog.get_logger(__name__)
 
@@ -186,6 +188,9 @@ class InstallEnv:
         return root
 
     def downloader(self) -> PackageDownloader:
+        # Imported here: tuf.ngclient pulls urllib3 in, half a second of every start.
+        from apprt.install.tufclient import PackageDownloader
+
         return PackageDownloader(
             base_url=self.config.resolved_registry_url(self.settings),
             trusted_root=self.trusted_root(),
