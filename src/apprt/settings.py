@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(
         300, ge=0, description="Suspend an instance after this long without a request; 0: never."
     )
-    crash_loop_count: int = Field(5, ge=1, description="Crashes within the window that mean Failed.")
+    crash_loop_count: int = Field(
+        5, ge=1, description="Crashes within the window that mean Failed."
+    )
     crash_loop_window_s: float = Field(60, gt=0, description="Window of the crash loop count.")
     restart_backoff_s: float = Field(0.1, ge=0, description="First restart delay after a crash.")
     restart_backoff_max_s: float = Field(10, ge=0, description="Longest restart delay.")
