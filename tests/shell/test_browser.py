@@ -98,9 +98,11 @@ def test_the_page_is_served_with_a_strict_csp(platform: ShellPlatform, web: Page
         d.innerHTML = '<img src="data:," onerror="window.__injected = true">';
         document.body.append(d); }"""
     )
-    web.page.wait_for_timeout(200)
+    deadline = time.monotonic() + 10
+    while not any("Content Security Policy" in line for line in web.console):
+        assert time.monotonic() < deadline, web.console
+        web.page.wait_for_timeout(50)
     assert web.page.evaluate("window.__injected === undefined")
-    assert any("Content Security Policy" in line for line in web.console)
 
 
 # -- apps: loading, isolation, failures ---------------------------------------------

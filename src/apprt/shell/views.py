@@ -212,13 +212,16 @@ def asset(
     )
     if not is_digest(digest) or not _ASSET_PATH.match(path) or ".." in path.split("/"):
         raise missing
-    state = _state(request)
-    files = state.index.files(digest)
+    # Only installed packages (their tree exists) are served; checked before the
+    # package is read, so unknown digests cost a stat, not a read of a blob.
+    tree = tree_of(request.app.state, digest)
+    if tree is None:
+        raise missing
+    files = _state(request).index.files(digest)
     if files is None or FRONTEND_DIR + path not in files:
         raise missing
-    tree = tree_of(request.app.state, digest)
-    file = tree / "frontend" / path if tree is not None else None
-    if file is None or not file.is_file():
+    file = tree / "frontend" / path
+    if not file.is_file():
         raise missing
     etag = f'"{files[FRONTEND_DIR + path].sha256}"'
     headers = {

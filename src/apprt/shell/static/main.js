@@ -150,6 +150,15 @@ class Shell {
       notify: (n) => this.toast(n),
     });
     this.layout(true);
+    if (this.org) {
+      // Installs, updates and uninstalls elsewhere: keep the descriptors fresh, so an
+      // app whose URLs changed is opened with a new import map (see inPageMap).
+      const refresh = () => this.refreshApps().catch(() => {});
+      setInterval(refresh, 60_000);
+      addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") refresh();
+      });
+    }
     addEventListener("hashchange", () => {
       this.navStartedAt = performance.now();
       this.route();
@@ -158,12 +167,18 @@ class Shell {
   }
 
   appNavigate(app, to) {
+    const subPath = (path) => {
+      if (typeof path !== "string" || !/^\/[^?#]*$/.test(path)) {
+        throw new TypeError("ctx.navigate: a path starts with '/' and has no '?' or '#'");
+      }
+      return path === "/" ? "" : path;
+    };
     if (typeof to === "string") {
-      if (!to.startsWith("/")) throw new TypeError("ctx.navigate(path): path must start with '/'");
-      this.go(`${this.href("apps", app.app_id)}${to === "/" ? "" : to}`);
+      this.go(`${this.href("apps", app.app_id)}${subPath(to)}`);
     } else if (to && typeof to.app === "string") {
-      const path = typeof to.path === "string" && to.path.startsWith("/") && to.path !== "/" ? to.path : "";
-      this.go(`${this.href("apps", to.app)}${path}`);
+      this.go(`${this.href("apps", to.app)}${to.path === undefined ? "" : subPath(to.path)}`);
+    } else {
+      throw new TypeError("ctx.navigate(to): a path, or { app, path }");
     }
   }
 

@@ -120,9 +120,14 @@ export class FrameHost {
         this.subscriptions.delete(msg.sid);
         return;
       case "navigate":
-        return this.services.navigate(msg.to);
       case "notify":
-        return this.services.notify(msg.notification);
+        try {
+          if (msg.op === "navigate") this.services.navigate(msg.to);
+          else this.services.notify(msg.notification);
+        } catch (error) {
+          this.monitor.error(this.app.app_id, "runtime", `${msg.op}: ${error.message}`);
+        }
+        return;
       case "error":
         return this.monitor.error(this.app.app_id, "runtime", msg.message);
       case "longtask":
