@@ -204,3 +204,27 @@ def test_disk_full_during_deployment(platform: InstallPlatform, tiny_disk: Path)
     left = {p.name for p in (tiny_disk / "apps").iterdir()}
     crm_sha = platform.http.get(f"/api/v1/registry/apps/{CRM}/versions/1.2.0").json()["sha256"]
     assert left <= {crm_sha}
+
+
+def test_a_rollback_that_cannot_finish_leaves_a_failed_row_uninstall_cleans(
+    platform: InstallPlatform, extra_apps: ExtraApps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When undoing a step fails too, the job ends ``failed`` (an operator must look)
+    and the installation shows ``failed``; uninstalling it removes what is left."""
+    org = platform.org("bad-undo")
+    before = platform.snapshot(org)
+    monkeypatch.setenv(
+        "APPRT_FAILPOINTS", "install.health.before=error,install.allocate.compensate=error"
+    )
+    r = platform.install(org, extra_apps.static)
+    job = platform.wait(r.json()["job_id"])
+    monkeypatch.delenv("APPRT_FAILPOINTS")
+    assert job["state"] == "failed"
+    events = platform.http.get(f"/api/v1/jobs/{job['id']}/events").text
+    assert "an operator must clean up" in events
+    row = platform.http.get(f"/api/v1/orgs/{org}/installations/{extra_apps.static}").json()
+    assert row["state"] == "failed"
+    again = platform.install(org, extra_apps.static)
+    refused(again, 409, "failed", "uninstall the app to clean up")
+    assert platform.uninstall_and_wait(org, extra_apps.static)["state"] == "succeeded"
+    assert platform.snapshot(org) == before

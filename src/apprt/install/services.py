@@ -173,10 +173,33 @@ def active_installation(session: Session, org_slug: str, app_id: str) -> Install
     ).one_or_none()
 
 
+def settle(session: Session, row: Installation) -> Installation:
+    """Mark ``failed`` a row left ``installing``/``uninstalling`` by a job that ended
+    (its compensation could not finish: an operator should look at the job's events;
+    uninstalling the app cleans up what is left)."""
+    from apprt.jobs.models import Job, JobState
+
+    if row.state not in (InstallState.INSTALLING, InstallState.UNINSTALLING):
+        return row
+    job = session.get(Job, row.job_id) if row.job_id is not None else None
+    if job is None or job.state in (JobState.FAILED, JobState.ROLLED_BACK):
+        row.state = InstallState.FAILED
+    return row
+
+
 def check_not_installed(session: Session, org: Organization, app_id: str) -> None:
     row = find_installation(session, org, app_id)
     if row is None:
         return
+    settle(session, row)
+    if row.state is InstallState.FAILED:
+        raise AlreadyInstalledError.one(
+            f"{app_id} {row.version} is in {org.slug}, failed (job {row.job_id} could not "
+            "undo all its work)",
+            location="app",
+            hint=f"see the job's events (GET /api/v1/jobs/{row.job_id}); uninstall the app "
+            "to clean up, then install it again",
+        )
     if row.state is InstallState.ACTIVE:
         raise AlreadyInstalledError.one(
             f"{app_id} {row.version} is already installed in {org.slug}",
@@ -214,6 +237,7 @@ def check_uninstallable(
     session: Session, org: Organization, row: Installation, *, job_id: int | None = None
 ) -> None:
     """Refuse to uninstall an app another job is changing, or one others depend on."""
+    settle(session, row)
     busy = row.state is InstallState.INSTALLING or (
         row.state is InstallState.UNINSTALLING and row.job_id != job_id
     )

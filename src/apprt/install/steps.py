@@ -507,6 +507,10 @@ def _unpack(env: InstallEnv, p: PlannedApp) -> Path:
     try:
         return env.artifacts.ensure(env.blobs, p.sha256)
     except (OSError, PackageError) as exc:
+        tree = env.artifacts.path_for(p.sha256)
+        if isinstance(exc, PackageError) and tree.is_dir():
+            return tree  # another job unpacked the same package meanwhile
+
         if _disk_full(exc) or (isinstance(exc, PackageError) and "No space left" in str(exc)):
             raise _disk_full_error(f"unpacking {p.app_id}", env.artifacts.root) from None
         raise

@@ -48,6 +48,7 @@ from apprt.install.services import (
     installations_of,
     pick_versions,
     plan_dependencies,
+    settle,
     validate_config,
 )
 from apprt.install.steps import INSTALL, UNINSTALL, InstallEnv
@@ -217,7 +218,7 @@ def list_installations(
 ) -> list[InstallationOut]:
     organization = org_for(session, user, org)
     env = _env(request)
-    return [_out(env, org, row) for row in installations_of(session, organization)]
+    return [_out(env, org, settle(session, row)) for row in installations_of(session, organization)]
 
 
 @router.get("/{app}", summary="One installed app: version, state, settings, grants, health")
@@ -225,7 +226,7 @@ def get_installation_route(
     org: str, app: str, request: Request, user: CurrentUser, session: DbSession
 ) -> InstallationDetail:
     organization = org_for(session, user, org)
-    row = get_installation(session, organization, app)
+    row = settle(session, get_installation(session, organization, app))
     env = _env(request)
     out = _out(env, org, row)
     notices = [
