@@ -108,15 +108,15 @@ def web(chromium: Any, platform: ShellPlatform) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="session")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any, str], Path]:
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Save a screenshot (into $SHELL_SCREENSHOTS when set, else a temporary dir)."""
     target = os.environ.get("SHELL_SCREENSHOTS")
     root = Path(target) if target else tmp_path_factory.mktemp("screenshots")
     root.mkdir(parents=True, exist_ok=True)
 
-    def take(page: Any, name: str) -> Path:
+    def take(page: Any, name: str, full: bool = False) -> Path:
         path = root / f"{name}.png"
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=full)
         return path
 
     return take

@@ -58,7 +58,7 @@ def flush(web: Page) -> None:
 
 
 def test_login_refuses_a_wrong_password_then_opens_the_launcher(
-    web: Page, shots: Callable[[Any, str], Path]
+    web: Page, shots: Callable[..., Path]
 ) -> None:
     page = web.page
     page.goto(f"{web.url}/")
@@ -108,9 +108,7 @@ def test_the_page_is_served_with_a_strict_csp(platform: ShellPlatform, web: Page
 # -- apps: loading, isolation, failures ---------------------------------------------
 
 
-def test_opens_an_app_and_a_second_one_beside_it(
-    web: Page, shots: Callable[[Any, str], Path]
-) -> None:
+def test_opens_an_app_and_a_second_one_beside_it(web: Page, shots: Callable[..., Path]) -> None:
     page = web.page
     login(page, web.url, "ada")
     page.locator(".tile[data-app='com.example.sales-dashboard']").click()
@@ -167,7 +165,7 @@ def test_shadow_isolation_holds_both_ways(web: Page) -> None:
 
 
 def test_a_broken_app_shows_its_error_card_while_another_keeps_working(
-    platform: ShellPlatform, web: Page, shots: Callable[[Any, str], Path]
+    platform: ShellPlatform, web: Page, shots: Callable[..., Path]
 ) -> None:
     page = web.page
     login(page, web.url, "ada")
@@ -333,7 +331,7 @@ def test_a_strict_singleton_that_cannot_be_met_shows_a_clear_card(web: Page) -> 
     assert total.inner_text(timeout=TIMEOUT) == "$263,000"
 
 
-def test_an_iframe_app_cannot_reach_the_host(web: Page, shots: Callable[[Any, str], Path]) -> None:
+def test_an_iframe_app_cannot_reach_the_host(web: Page, shots: Callable[..., Path]) -> None:
     page = web.page
     login(page, web.url, "ada")
     page.goto(app_url(web, "acme", "com.test.iframe-probe"))
@@ -445,7 +443,7 @@ STEP_RECORDER = """() => {
 
 
 def test_install_from_the_marketplace_with_live_progress_then_uninstall(
-    platform: ShellPlatform, web: Page, shots: Callable[[Any, str], Path]
+    platform: ShellPlatform, web: Page, shots: Callable[..., Path]
 ) -> None:
     page = web.page
     login(page, web.url, "ada")
@@ -499,7 +497,7 @@ def test_install_from_the_marketplace_with_live_progress_then_uninstall(
     page.get_by_role("button", name="Check the backend").click()
     expect(page.locator(".health-result")).to_have_text(re.compile(r"^healthy"), timeout=TIMEOUT)
     page.locator("pre.logs").wait_for(timeout=TIMEOUT)
-    shots(page, "12-app-administration")
+    shots(page, "12-app-administration", full=True)
     page.get_by_role("button", name="Uninstall Sales Dashboard").click()
     page.locator("dialog").get_by_role("button", name="Uninstall").click()
     done = page.locator(".job-summary[data-state]")
@@ -511,7 +509,7 @@ def test_install_from_the_marketplace_with_live_progress_then_uninstall(
 
 
 def test_platform_admins_review_the_queue(
-    platform: ShellPlatform, web: Page, tmp_path: Path, shots: Callable[[Any, str], Path]
+    platform: ShellPlatform, web: Page, tmp_path: Path, shots: Callable[..., Path]
 ) -> None:
     app = variant(
         tmp_path,

@@ -29,6 +29,7 @@ function frontendHealth(health) {
 }
 
 export async function renderAdmin(view, shell, route) {
+  await shell.monitor.flush(); // this page's own measurements count too
   const [states, telemetry] = await Promise.all([
     runtimeStates(shell.org.slug),
     api(`/api/v1/telemetry/frontend/${shell.org.slug}`),
