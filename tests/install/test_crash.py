@@ -147,6 +147,22 @@ def _events(server: Server, job_id: int) -> str:
     return server.http.get(f"/api/v1/jobs/{job_id}/events").text
 
 
+def _newest_job(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from apprt.db.engine import make_engine
+    from apprt.jobs.models import Job
+
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            newest = connection.scalar(select(func.max(Job.id)))
+    finally:
+        engine.dispose()
+    assert newest is not None, "the install job was not even recorded"
+    return int(newest)
+
+
 def _copy_template(template: Path, data: Path) -> None:
     shutil.copytree(template, data, symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
 
@@ -167,13 +183,18 @@ def _crash_then_restart(
     extra = f",{fail}" if fail else ""
     try:
         with serve(data, log, uv_cache, f"{crashes[0]}=crash{extra}") as server:
-            r = server.http.post(
-                f"/api/v1/orgs/{ORG}/installations",
-                json={"app": SALES, "accept_permissions": True, "config": {"currency": "BRL"}},
-            )
-            assert r.status_code == 202, (r.text, log.read_text()[-4000:])
-            job_id = r.json()["job_id"]
+            try:
+                r = server.http.post(
+                    f"/api/v1/orgs/{ORG}/installations",
+                    json={"app": SALES, "accept_permissions": True, "config": {"currency": "BRL"}},
+                )
+            except httpx.RemoteProtocolError:
+                job_id = 0  # killed (by the job's first step) before the answer went out
+            else:
+                assert r.status_code == 202, (r.text, log.read_text()[-4000:])
+                job_id = r.json()["job_id"]
             assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
+        job_id = job_id or _newest_job(settings)
         for point in crashes[1:]:
             # The job resumes at start, runs into the next crash point and dies there.
             with serve(data, log, uv_cache, f"{point}=crash", wait=False) as server:
@@ -198,6 +219,41 @@ def _crash_then_restart(
                 assert after["staging"] == []
                 assert gateway.status_code == 200, gateway.text
                 assert gateway.json()["currency"] == "BRL"
+            return job, after, events
+    finally:
+        kill_recorded(settings)
+
+
+def _uninstall_crashes(tmp_path: Path, template: Path, uv_cache: Path) -> Outcome:
+    """Install crm-connector, write data, uninstall it with the platform killed after
+    stopping traffic, after the export and before the removal, restarting each time."""
+    data = tmp_path / "data"
+    _copy_template(template, data)
+    settings = Settings(data_dir=data)
+    log = tmp_path / "serve.log"
+    before = org_snapshot(settings, ORG)
+    points = ["stop_traffic.after", "export.after", "remove.before"]
+    try:
+        with serve(data, log, uv_cache, f"uninstall.{points[0]}=crash") as server:
+            r = server.http.post(
+                f"/api/v1/orgs/{ORG}/installations", json={"app": CRM, "accept_permissions": True}
+            )
+            assert r.status_code == 202, r.text
+            assert server.wait_job(r.json()["job_id"])["state"] == "succeeded"
+            r = server.http.delete(f"/api/v1/orgs/{ORG}/installations/{CRM}")
+            assert r.status_code == 202, r.text
+            job_id = r.json()["job_id"]
+            assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
+        for point in points[1:]:
+            with serve(data, log, uv_cache, f"uninstall.{point}=crash", wait=False) as server:
+                assert server.proc.wait(timeout=60) == -signal.SIGKILL, (point, log.read_text())
+        with serve(data, log, uv_cache) as server:
+            job = server.wait_job(job_id)
+            events = _events(server, job_id)
+            after = org_snapshot(settings, ORG)
+            assert job["state"] == "succeeded", (job, events)
+            assert after == before
+            assert server.http.get(f"/apps/{ORG}/{CRM}/healthz").status_code == 404
             return job, after, events
     finally:
         kill_recorded(settings)
@@ -235,6 +291,9 @@ def outcomes(
             )
             for name, (crashes, fail) in SCENARIOS.items()
         }
+        futures["uninstall"] = pool.submit(
+            _uninstall_crashes, tmp_path_factory.mktemp("crash-uninstall"), template, uv_cache
+        )
         for name, future in futures.items():
             try:
                 results[name] = future.result()
@@ -274,3 +333,16 @@ def test_kill_9_while_rolling_back_then_restart(
     assert after["installations"] == [] and after["instances"] == []
     assert all(s["state"] in ("compensated", "pending") for s in job["steps"]), job["steps"]
     assert events.count("undoing: Runtime deployment") == 2  # killed once, done once
+
+
+def test_kill_9_during_uninstall_then_restart(
+    outcomes: dict[str, Outcome | BaseException],
+) -> None:
+    """Killed after traffic stopped, after the export, before the removal: the
+    uninstall completes, one archive of the data is kept, the org is as before."""
+    job, _after, events = _outcome(outcomes, "uninstall")
+    assert job["state"] == "succeeded"
+    assert events.count("resumed after an interruption") == 3
+    export = next(s for s in job["steps"] if s["name"] == "export")
+    archive = Path(export["output"]["archive"])
+    assert archive.is_file() and len(list(archive.parent.iterdir())) == 1
