@@ -279,6 +279,30 @@ def org_snapshot(settings: Settings, org: str, supervisor: Any = None) -> dict[s
     }
 
 
+def live_sandboxes(settings: Settings) -> set[str]:
+    """Ids of this platform's instances that have a process running now (found by
+    their cgroup, which the sandbox driver names after the instance), removed ones
+    included: a leaked sandbox shows up here."""
+    from apprt.db.engine import make_engine, session_factory, session_scope
+
+    engine = make_engine(settings)
+    try:
+        with session_scope(session_factory(engine)) as session:
+            ids = set(session.scalars(select(Instance.id)))
+    finally:
+        engine.dispose()
+    found: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            groups = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        found |= {i for i in ids if f"/{i}" in groups}
+    return found
+
+
 def trees(settings: Settings) -> set[str]:
     apps = settings.data_dir / "install" / "apps"
     return (

@@ -21,6 +21,7 @@ from tests.install.conftest import (
     ExtraApps,
     InstallPlatform,
     envs,
+    live_sandboxes,
     trees,
 )
 
@@ -29,9 +30,11 @@ from tests.install.conftest import (
 def unchanged(platform: InstallPlatform, org: str) -> Iterator[None]:
     before = platform.snapshot(org)
     files = (trees(platform.settings), envs(platform.settings))
+    running = live_sandboxes(platform.settings)
     yield
     assert platform.snapshot(org) == before
     assert (trees(platform.settings), envs(platform.settings)) == files
+    assert live_sandboxes(platform.settings) <= running  # no sandbox left behind
 
 
 def refused(response: httpx.Response, status: int, *words: str) -> list[dict[str, str]]:

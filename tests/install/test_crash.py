@@ -39,6 +39,7 @@ from tests.install.conftest import (
     InstallPlatform,
     Packages,
     envs,
+    live_sandboxes,
     org_snapshot,
     trees,
 )
@@ -207,6 +208,7 @@ def _crash_then_restart(
             if job["state"] == "rolled_back":
                 assert after == before, events
                 assert (trees(settings), envs(settings)) == before_files
+                assert live_sandboxes(settings) == set()
                 assert gateway.status_code == 404
             else:
                 assert job["state"] == "succeeded", (job, events)
@@ -217,6 +219,7 @@ def _crash_then_restart(
                 assert after["routes"] == [CRM, SALES]
                 assert {app for app, _ in after["instances"]} == {CRM, SALES}
                 assert after["staging"] == []
+                assert len(live_sandboxes(settings)) == 2  # the two apps', nothing else
                 assert gateway.status_code == 200, gateway.text
                 assert gateway.json()["currency"] == "BRL"
             return job, after, events
