@@ -7,7 +7,9 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+from apprt.db.engine import session_scope
 from apprt.install import retention
+from apprt.services import state
 from tests.install.conftest import (
     CRM,
     NOTES,
@@ -124,6 +126,11 @@ def test_uninstall_keeps_the_data_and_reinstall_restores_it(
     assert platform.install_and_wait(org, app)["state"] == "succeeded"
     written = platform.http.post(f"/apps/{org}/{app}/note", content=b"remember the milk")
     assert written.status_code == 201
+    # Its key-value state in the org (what apps write through apprt.sdk), beside the files.
+    sessions = platform.app.state.session_factory
+    with session_scope(sessions) as session:
+        quota = state.Quota(max_bytes=1 << 20, max_keys=100)
+        state.put(session, org, app, "views/default", {"columns": 3}, quota=quota)
 
     done = cli_as("uninstall", app, "--org", org, "--json")
     assert done.exit_code == 0, done.stdout
@@ -135,7 +142,9 @@ def test_uninstall_keeps_the_data_and_reinstall_restores_it(
         names = tar.getnames()
         note = tar.extractfile("data/note.txt")
         assert note is not None and note.read() == b"remember the milk"
-    assert "meta.json" in names
+    assert "meta.json" in names and "state.json" in names
+    with session_scope(sessions) as session:
+        assert state.get(session, org, app, "views/default") is None  # removed with the app
     assert platform.http.get(f"/apps/{org}/{app}/note").status_code == 404
     assert platform.snapshot(org)["instances"] == []
 
@@ -144,6 +153,9 @@ def test_uninstall_keeps_the_data_and_reinstall_restores_it(
     assert platform.http.get(f"/apps/{org}/{app}/note").content == b"remember the milk"
     row = platform.http.get(f"/api/v1/orgs/{org}/installations/{app}").json()
     assert row["restored_from"] == str(archive)
+    with session_scope(sessions) as session:
+        restored = state.get(session, org, app, "views/default")
+        assert restored is not None and restored.value == {"columns": 3}
 
     # --purge keeps nothing; --fresh starts empty.
     assert cli_as("uninstall", app, "--org", org, "--purge").exit_code == 0
