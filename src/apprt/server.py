@@ -271,6 +271,7 @@ COMPONENTS: tuple[str, ...] = (
     "apprt.observe.metrics",
     "apprt.runtime.views",
     "apprt.services.views",  # right after the runtime: platform.sock before any app starts
+    "apprt.runtime.egress_proxies",  # egress.sock for apps granted network:<host>:<port>
     "apprt.gateway.views",
     "apprt.install.component",
     "apprt.shell.views",

@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from apprt.manifest import Resources
 from apprt.runtime.drivers.base import DriverError, ExitResult, TaskConfig
@@ -69,6 +69,8 @@ def task_env(config: TaskConfig, *, data_dir: str, platform_socket: str) -> dict
         TMPDIR="/tmp",  # noqa: S108 - a private tmpfs in the bwrap sandbox
         APPRT_APP_DATA=data_dir,
         APPRT_PLATFORM_SOCKET=platform_socket,
+        # beside it; only there for apps granted network:<host>:<port> (egress_proxies)
+        APPRT_EGRESS_SOCKET=str(PurePosixPath(platform_socket).parent / "egress.sock"),
         APPRT_APP_ID=config.app_id,
         APPRT_APP_VERSION=config.version,
         APPRT_INSTANCE_ID=config.instance_id,
