@@ -4,6 +4,7 @@ gateway, uninstalled with their data retained, and reinstalled with it restored.
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -73,8 +74,15 @@ def test_cli_installs_sales_dashboard_after_crm_connector_and_it_answers(
     # the last user.
     before_trees = trees(platform.settings)
     for app in (SALES, CRM):
-        done = cli_as("uninstall", app, "--org", org)
+        done = cli_as("uninstall", app, "--org", org, "--json")
         assert done.exit_code == 0, done.stdout + done.stderr
+        # The platform runs in this process, so its log lines share stdout.
+        job = json.loads(done.stdout[done.stdout.index("\n{\n") :])
+        hook = next(s for s in job["steps"] if s["name"] == "hook")["output"]
+        if app == CRM:  # its uninstall hook ran in its sandbox
+            assert hook == {"hook": "crm_connector.hooks:on_uninstall", "ran": True}
+        else:
+            assert hook == {"hook": None, "ran": False}
     assert platform.snapshot(org)["installations"] == []
     assert platform.http.get(f"/apps/{org}/{SALES}/api/summary").status_code == 404
     assert trees(platform.settings) < before_trees or not before_trees

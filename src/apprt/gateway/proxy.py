@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -349,6 +350,10 @@ class Gateway:
                 hint="use /apps/{org}/{app id}/...",
             )
         target = "/" + tail.decode("latin-1") if slash else "/"
+        if unquote(target).startswith("/.apprt/"):  # the platform's door into the app
+            raise AppNotFoundError(
+                f"no app path {target[:200]}", hint="paths under /.apprt/ are reserved"
+            )
         query: bytes = scope.get("query_string") or b""
         if query:
             target += "?" + query.decode("latin-1")

@@ -32,9 +32,10 @@ pulls in, dependencies first):
 
 Uninstall (``uninstall``): ``stop_traffic`` (row uninstalling, the app out of the
 gateway's index, its sandbox stopped after requests in flight), ``hook`` (the
-manifest's uninstall hook: the runtime cannot run hooks yet, so it is reported, not
-run), ``export`` (data directory and state into a retained archive), ``remove``
-(route, sandbox and data, the row; unpacked tree and environment when unused).
+manifest's uninstall hook, run in the app's sandbox through the runner's hook door; a
+failing hook is reported, not fatal), ``export`` (data directory and state into a
+retained archive), ``remove`` (route, sandbox and data, the row; unpacked tree and
+environment when unused).
 """
 
 from __future__ import annotations
@@ -910,19 +911,33 @@ def resume_traffic(ctx: StepContext) -> None:
 
 
 def run_uninstall_hook(ctx: StepContext) -> dict[str, Any]:
+    """Run the app's uninstall hook in its sandbox (woken for it, stopped again after).
+
+    A hook that fails or hangs is reported, not fatal: a broken app must still be
+    removable, and its data is kept in the retained archive either way.
+    """
+    env = _env(ctx)
+    org, app_id = ctx.params["org"], ctx.params["app"]
     with _session(ctx) as session:
         row = _row(session, ctx)
         manifest = _manifest_of(session, row) if row is not None else None
+        tenancy = row.tenancy if row is not None else Tenancy.isolated.value
     hook = manifest.backend.hooks.uninstall if manifest and manifest.backend else None
-    if hook:
-        ctx.progress(
-            f"uninstall hook {hook} not run: the runtime cannot run app hooks yet "
-            "(the app's data is kept in the retained archive instead)",
-            hook=hook,
-        )
-    else:
-        ctx.progress("no uninstall hook declared")
-    return {"hook": hook, "ran": False}
+    supervisor = env.supervisor
+    if manifest is None or not hook or supervisor is None or supervisor.lookup(org, app_id) is None:
+        ctx.progress("no uninstall hook declared" if not hook else f"{app_id} has no sandbox")
+        return {"hook": hook, "ran": False}
+    context = {"event": "uninstall", "org": org, "app": app_id, "version": manifest.version}
+    try:
+        result = env.run(supervisor.call_hook(org, app_id, hook, context))
+    except ApprtError as exc:
+        ctx.progress(f"uninstall hook {hook} failed; going on: {exc}", hook=hook)
+        return {"hook": hook, "ran": False, "error": str(exc)}
+    finally:
+        if tenancy == Tenancy.isolated.value:  # back to stopped, as the traffic step left it
+            env.run(supervisor.suspend(org, app_id, reason="uninstalling"))
+    ctx.progress(f"uninstall hook {hook} ran", hook=hook, result=result)
+    return {"hook": hook, "ran": True}
 
 
 def _instance_data(env: InstallEnv, org: str, app_id: str) -> Path | None:

@@ -99,6 +99,57 @@ def _websocket_impl() -> str:
     return "websockets-sansio"
 
 
+#: Where the platform calls the app's lifecycle hooks (``[backend.hooks]``) inside its
+#: sandbox. The gateway refuses every ``/.apprt/`` path, and a call must carry the
+#: instance's identity key, which only the platform and the app hold.
+HOOK_PATH = "/.apprt/hook"
+
+
+def _with_hook_door(app: Any) -> Any:
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == HOOK_PATH:
+            await _run_hook(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return wrapped
+
+
+async def _run_hook(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``POST {"hook": "module:function", "context": {...}}``: run it, answer its result."""
+    import asyncio
+    import hmac
+    import inspect
+
+    from uvicorn.importer import import_from_string
+
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    key = dict(scope.get("headers", [])).get(b"x-apprt-hook-key", b"").decode("latin-1")
+    expected = os.environ.get("APPRT_IDENTITY_KEY", "")
+    if scope["method"] != "POST" or not expected or not hmac.compare_digest(key, expected):
+        status, payload = 404, {"error": "not found"}
+    else:
+        try:
+            request = json.loads(body)
+            function = import_from_string(request["hook"])
+            context = request.get("context", {})
+            if inspect.iscoroutinefunction(function):
+                result = await function(context)
+            else:  # a blocking hook must not stall the app's event loop
+                result = await asyncio.to_thread(function, context)
+            status, payload = 200, {"result": result}
+        except Exception as exc:
+            status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
+    data = json.dumps(payload, default=str).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 def serve(spec: dict[str, Any]) -> int:
     """Run uvicorn on the inherited listening socket until told to stop; the exit code."""
     import asyncio
@@ -154,7 +205,7 @@ def serve(spec: dict[str, Any]) -> int:
     try:
         from uvicorn.importer import import_from_string
 
-        app = import_from_string(spec["entry"])
+        app = _with_hook_door(import_from_string(spec["entry"]))
     except BaseException as exc:
         import traceback
 
@@ -240,7 +291,7 @@ def main(argv: list[str]) -> int:
 # No app code ever runs in the zygote or the monitor.
 # ---------------------------------------------------------------------------------------
 
-RUNNER_VERSION = "2"  # the bwrap driver's; 2: apprt.sdk mounted in the zygote
+RUNNER_VERSION = "3"  # the bwrap driver's; 2: apprt.sdk mounted; 3: the hook door
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWCGROUP = 0x02000000

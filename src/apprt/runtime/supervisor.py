@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import importlib
+import json
 import os
 import secrets
 import shutil
@@ -114,6 +115,12 @@ class AlreadyDeployedError(ApprtError):
 
 class InvalidDeploySpecError(ApprtError):
     status_code: ClassVar[int] = 400
+
+
+class HookFailedError(ApprtError):
+    """An app's lifecycle hook raised, or did not answer in time."""
+
+    status_code: ClassVar[int] = 502
 
 
 class StartFailedError(ApprtError):
@@ -1299,6 +1306,57 @@ class Supervisor:
             [Problem(f"{slot.app_id} is {slot.state.value}", hint="retry shortly")],
             retry_after=1,
         )
+
+    async def call_hook(
+        self, org: str, app_id: str, hook: str, context: dict[str, Any], *, timeout: float = 30
+    ) -> Any:
+        """Run the app's lifecycle hook ``hook`` (``module:function``) in its sandbox.
+
+        The instance is woken if needed; the hook gets ``context`` and its JSON-able
+        result is returned. The call goes over the ingress socket to the runner's hook
+        door (``/.apprt/hook``), which the gateway never forwards and which checks the
+        instance's key. Raises :class:`HookFailedError` when the hook raises or hangs.
+        """
+        slot = self.lookup(org, app_id)
+        if slot is None:
+            raise InstanceNotFoundError.single(
+                f"{app_id} is not deployed for {org}", location="app", hint="deploy it first"
+            )
+        await self.ensure_running(slot, timeout)
+        assert slot.ingress is not None
+        body = json.dumps({"hook": hook, "context": context}).encode()
+        head = (
+            f"POST /.apprt/hook HTTP/1.1\r\nhost: app\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nx-apprt-hook-key: {slot.identity_key.hex()}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
+
+        async def exchange() -> bytes:
+            reader, writer = await asyncio.open_unix_connection(slot.ingress)
+            try:
+                writer.write(head + body)
+                await writer.drain()
+                return await reader.read()
+            finally:
+                writer.close()
+
+        try:
+            raw = await asyncio.wait_for(exchange(), timeout)
+        except (TimeoutError, OSError) as exc:
+            raise HookFailedError.single(
+                f"hook {hook} of {app_id} did not answer: {type(exc).__name__}",
+                location=hook,
+                hint=f"make it finish within {timeout:g} s",
+            ) from None
+        status_line, _, rest = raw.partition(b"\r\n")
+        payload = json.loads(rest.partition(b"\r\n\r\n")[2] or b"{}")
+        if b" 200 " not in status_line:
+            raise HookFailedError.single(
+                f"hook {hook} of {app_id} failed: {payload.get('error', status_line.decode())}",
+                location=hook,
+                hint="see the app's logs (apprt logs ORG APP)",
+            )
+        return payload.get("result")
 
     async def suspend(self, org: str, app_id: str, *, reason: str = "maintenance") -> InstanceInfo:
         """Running -> Suspended after requests in flight finish (up to their timeout)."""

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
-RUNNER_VERSION = "2"  # 2: apprt.sdk mounted (older zygotes are replaced)
+RUNNER_VERSION = "3"  # 2: apprt.sdk mounted; 3: lifecycle hook door (older zygotes are replaced)
 SITE = "/opt/apprt/site"
 RUNNER_IN = "/opt/apprt/runner.py"
 ZYGOTE_DIR_IN = "/run/zygote"
