@@ -108,3 +108,25 @@ class Client:
 
     def get_json(self, path: str) -> Any:
         return self.request("GET", path).json()
+
+
+def call(
+    url: str,
+    token: str | None,
+    method: str,
+    path: str,
+    *,
+    as_json: bool,
+    timeout: float = 30.0,
+    **kwargs: Any,
+) -> Any:
+    """One request as a client command makes it: the JSON answer (None when empty),
+    or the platform's problems printed and exit 1."""
+    from apprt.cli._output import fail_error
+
+    try:
+        with Client(url, token, timeout=timeout) as client:
+            response = client.request(method, path, **kwargs)
+    except ApprtError as exc:
+        fail_error(exc, as_json=as_json)
+    return response.json() if response.content else None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from apprt.cli._client import Client, TokenOption, UrlOption
-from apprt.cli._output import JsonOption, console, fail_error, print_json
-from apprt.errors import ApprtError
+from apprt.cli._client import TokenOption, UrlOption, call
+from apprt.cli._output import JsonOption, console, print_json
 
 cli = typer.Typer(no_args_is_help=True)
 
@@ -22,13 +21,14 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an organization (platform admin)."""
-    try:
-        with Client(url, token) as client:
-            org = client.request(
-                "POST", "/api/v1/orgs", json={"slug": slug, "name": name, "admin": admin}
-            ).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    org = call(
+        url,
+        token,
+        "POST",
+        "/api/v1/orgs",
+        json={"slug": slug, "name": name, "admin": admin},
+        as_json=as_json,
+    )
     if as_json:
         print_json(org)
     else:
@@ -40,11 +40,7 @@ def list_orgs(
     url: str = UrlOption, token: str | None = TokenOption, as_json: bool = JsonOption
 ) -> None:
     """The organizations you belong to."""
-    try:
-        with Client(url, token) as client:
-            orgs = client.get_json("/api/v1/orgs")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    orgs = call(url, token, "GET", "/api/v1/orgs", as_json=as_json)
     if as_json:
         print_json(orgs)
         return
@@ -62,11 +58,7 @@ def members(
     as_json: bool = JsonOption,
 ) -> None:
     """Members of an organization and their roles."""
-    try:
-        with Client(url, token) as client:
-            rows = client.get_json(f"/api/v1/orgs/{org}/members")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    rows = call(url, token, "GET", f"/api/v1/orgs/{org}/members", as_json=as_json)
     if as_json:
         print_json(rows)
         return

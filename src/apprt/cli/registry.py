@@ -18,7 +18,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from apprt.cli._client import ApiError, Client, TokenOption, UrlOption, _problems_from_response
+from apprt.cli._client import (
+    ApiError,
+    Client,
+    TokenOption,
+    UrlOption,
+    _problems_from_response,
+    call,
+)
 from apprt.cli._output import JsonOption, console, fail, fail_error, print_json
 from apprt.errors import ApprtError, Problem
 
@@ -44,11 +51,7 @@ def _q(part: str) -> str:
 
 
 def _call(url: str, token: str | None, method: str, path: str, as_json: bool, **kwargs: Any) -> Any:
-    try:
-        with Client(url, token) as client:
-            return client.request(method, path, **kwargs).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    return call(url, token, method, path, as_json=as_json, **kwargs)
 
 
 # -- output ---------------------------------------------------------------------------

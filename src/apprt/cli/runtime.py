@@ -7,9 +7,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from apprt.cli._client import Client, TokenOption, UrlOption
-from apprt.cli._output import JsonOption, console, fail_error, print_json
-from apprt.errors import ApprtError
+from apprt.cli._client import TokenOption, UrlOption, call
+from apprt.cli._output import JsonOption, console, print_json
 
 cli = typer.Typer(no_args_is_help=True)
 
@@ -44,11 +43,7 @@ def list_instances(
 ) -> None:
     """Instances and their states (every instance: platform admin; --org: its members)."""
     path = f"/api/v1/runtime/apps/{org}" if org else "/api/v1/runtime/instances"
-    try:
-        with Client(url, token) as client:
-            rows = client.get_json(path)
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    rows = call(url, token, "GET", path, as_json=as_json)
     if as_json:
         print_json(rows)
     else:
@@ -64,11 +59,7 @@ def state(
     as_json: bool = JsonOption,
 ) -> None:
     """An app's lifecycle state and its transition history."""
-    try:
-        with Client(url, token) as client:
-            data = client.get_json(f"/api/v1/runtime/apps/{org}/{app_id}")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    data = call(url, token, "GET", f"/api/v1/runtime/apps/{org}/{app_id}", as_json=as_json)
     if as_json:
         print_json(data)
         return
@@ -83,11 +74,14 @@ def state(
 
 
 def _action(name: str, org: str, app_id: str, url: str, token: str | None, as_json: bool) -> None:
-    try:
-        with Client(url, token, timeout=120.0) as client:
-            data = client.request("POST", f"/api/v1/runtime/apps/{org}/{app_id}/{name}").json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    data = call(
+        url,
+        token,
+        "POST",
+        f"/api/v1/runtime/apps/{org}/{app_id}/{name}",
+        as_json=as_json,
+        timeout=120.0,
+    )
     if as_json:
         print_json(data)
     else:
@@ -142,11 +136,7 @@ def idle_timeout(
 ) -> None:
     """Set when idle apps are suspended, per app, per organization or both."""
     body = {"org": org, "app_id": app_id, "idle_timeout_s": None if clear else seconds}
-    try:
-        with Client(url, token) as client:
-            data = client.request("PUT", "/api/v1/runtime/idle-policy", json=body).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    data = call(url, token, "PUT", "/api/v1/runtime/idle-policy", json=body, as_json=as_json)
     if as_json:
         print_json(data)
     else:

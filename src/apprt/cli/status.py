@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from apprt.cli._client import Client, TokenOption, UrlOption
-from apprt.cli._output import JsonOption, console, fail_error, print_json
-from apprt.errors import ApprtError
+from apprt.cli._client import TokenOption, UrlOption, call
+from apprt.cli._output import JsonOption, console, print_json
 
 
 def _get_and_show(url: str, token: str | None, path: str, title: str, as_json: bool) -> None:
-    try:
-        with Client(url, token) as client:
-            data = client.get_json(path)
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    data = call(url, token, "GET", path, as_json=as_json)
     if as_json:
         print_json(data)
         return

@@ -6,9 +6,8 @@ import sys
 
 import typer
 
-from apprt.cli._client import Client, TokenOption, UrlOption
-from apprt.cli._output import JsonOption, console, fail_error, print_json
-from apprt.errors import ApprtError
+from apprt.cli._client import TokenOption, UrlOption, call
+from apprt.cli._output import JsonOption, console, print_json
 
 cli = typer.Typer(no_args_is_help=True)
 
@@ -36,11 +35,7 @@ def create(
     """Create a user (platform admin)."""
     secret = _password(password_stdin, confirm=True) if password or password_stdin else None
     body = {"name": name, "password": secret, "platform_admin": platform_admin}
-    try:
-        with Client(url, token) as client:
-            user = client.request("POST", "/api/v1/users", json=body).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    user = call(url, token, "POST", "/api/v1/users", json=body, as_json=as_json)
     if as_json:
         print_json(user)
     else:
@@ -57,13 +52,14 @@ def grant(
     as_json: bool = JsonOption,
 ) -> None:
     """Give a user a role in an organization (org admin)."""
-    try:
-        with Client(url, token) as client:
-            row = client.request(
-                "PUT", f"/api/v1/orgs/{org}/members/{name}", json={"role": role}
-            ).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    row = call(
+        url,
+        token,
+        "PUT",
+        f"/api/v1/orgs/{org}/members/{name}",
+        json={"role": role},
+        as_json=as_json,
+    )
     if as_json:
         print_json(row)
     else:
@@ -79,11 +75,7 @@ def revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Remove a user from an organization (org admin)."""
-    try:
-        with Client(url, token) as client:
-            client.request("DELETE", f"/api/v1/orgs/{org}/members/{name}")
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    call(url, token, "DELETE", f"/api/v1/orgs/{org}/members/{name}", as_json=as_json)
     if as_json:
         print_json({"ok": True})
     else:
@@ -98,13 +90,9 @@ def login(
 ) -> None:
     """Log in with a password; prints a session token to use as $APPRT_TOKEN."""
     secret = _password(password_stdin, confirm=False)
-    try:
-        with Client(url, None) as client:
-            session = client.request(
-                "POST", "/api/v1/login", json={"name": name, "password": secret}
-            ).json()
-    except ApprtError as exc:
-        fail_error(exc, as_json=as_json)
+    session = call(
+        url, None, "POST", "/api/v1/login", json={"name": name, "password": secret}, as_json=as_json
+    )
     if as_json:
         print_json(session)
         return
