@@ -86,8 +86,11 @@ def test_login_refuses_a_wrong_password_then_opens_the_launcher(
 
 
 def test_the_page_is_served_with_a_strict_csp(platform: ShellPlatform, web: Page) -> None:
-    response = web.page.goto(f"{web.url}/")
+    # Straight to the login route: "/" without a session reloads to it, and evaluating
+    # during that reload would race the navigation.
+    response = web.page.goto(f"{web.url}/#/login")
     assert response is not None
+    web.page.get_by_label("User name").wait_for(timeout=TIMEOUT)
     csp = response.headers["content-security-policy"]
     assert "script-src 'nonce-" in csp and "'strict-dynamic'" in csp
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp

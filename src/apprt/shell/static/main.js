@@ -108,13 +108,13 @@ class Shell {
   }
 
   async start() {
-    onUnauthenticated(() => {
-      if (parseRoute(location.hash).name !== "login") this.reloadTo("#/login");
-    });
     try {
       this.me = await api("/api/v1/me");
     } catch (error) {
       if (error.status === 401) {
+        // Not signed in: show the login here, no reload (a reload would race whatever
+        // the user or a script does with the page meanwhile).
+        if (parseRoute(location.hash).name !== "login") history.replaceState(null, "", "#/login");
         this.layout(false);
         renderLogin(this.view);
         return;
@@ -122,6 +122,10 @@ class Shell {
       clear(this.root, h("p", { class: "error-card", role: "alert" }, describeError(error)));
       return;
     }
+    // A session that ends while the page is open: start again from the login page.
+    onUnauthenticated(() => {
+      if (parseRoute(location.hash).name !== "login") this.reloadTo("#/login");
+    });
     this.orgs = await api("/api/v1/orgs");
     this.org = this.orgs.find((o) => o.slug === boot.org) || null;
     if (this.org) {
