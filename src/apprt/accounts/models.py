@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from apprt.db.base import Base, utcnow
+from apprt.db.base import Base, string_enum, utcnow
 
 
 class Role(StrEnum):
@@ -31,17 +31,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    # Stored as its string value, without a CHECK constraint: adding a role must not
-    # need a table rebuild on SQLite. The Enum type still validates on the way in.
     role: Mapped[Role] = mapped_column(
-        Enum(
-            Role,
-            native_enum=False,
-            create_constraint=False,
-            length=32,
-            validate_strings=True,
-            values_callable=lambda roles: [role.value for role in roles],
-        ),
+        string_enum(Role),
         default=Role.MEMBER,
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -116,14 +107,7 @@ class Membership(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[OrgRole] = mapped_column(
-        Enum(
-            OrgRole,
-            native_enum=False,
-            create_constraint=False,
-            length=32,
-            validate_strings=True,
-            values_callable=lambda roles: [role.value for role in roles],
-        ),
+        string_enum(OrgRole),
         default=OrgRole.MEMBER,
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

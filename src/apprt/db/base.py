@@ -6,6 +6,9 @@ Two things here exist so the same models behave the same on SQLite and PostgreSQ
   constraint it can name, and SQLite's batch mode (copy-and-move of a table) needs
   names to recreate constraints. Without a convention each backend invents its own
   names and migrations diverge.
+* **Enums as strings.** :func:`string_enum` stores a :class:`~enum.StrEnum` as its
+  value, validated on the way in but without a CHECK constraint, so adding a member
+  never needs a table rebuild on SQLite.
 * **UTC timestamps.** :class:`UTCDateTime` accepts only timezone-aware datetimes,
   stores them as UTC (``timestamptz`` on PostgreSQL, an ISO text on SQLite, which has
   no timezone type) and always hands back aware UTC datetimes, so comparing a
@@ -23,9 +26,10 @@ Models map ``datetime`` annotations to :class:`UTCDateTime` automatically::
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData
+from sqlalchemy import DateTime, Dialect, Enum, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -75,3 +79,15 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def string_enum(enum: type[StrEnum], length: int = 32) -> Enum:
+    """A column type storing ``enum`` members as their string values (see the module doc)."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )

@@ -24,10 +24,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from apprt.db.base import Base, utcnow
+from apprt.db.base import Base, string_enum, utcnow
 
 
 class InstallState(StrEnum):
@@ -50,14 +50,7 @@ class Installation(Base):
     #: sha256 of the .apppkg: names its blob and its unpacked tree.
     package_sha256: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[InstallState] = mapped_column(
-        Enum(
-            InstallState,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            validate_strings=True,
-            values_callable=lambda members: [m.value for m in members],
-        ),
+        string_enum(InstallState, 16),
         default=InstallState.INSTALLING,
     )
     #: Asked for by the organization (False: installed as another app's dependency).

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from apprt.db.base import Base, utcnow
+from apprt.db.base import Base, string_enum, utcnow
 
 
 class JobState(StrEnum):
@@ -37,19 +37,6 @@ class StepState(StrEnum):
     COMPENSATED = "compensated"
 
 
-def _str_enum(enum: type[StrEnum]) -> Any:
-    from sqlalchemy import Enum
-
-    return Enum(
-        enum,
-        native_enum=False,
-        create_constraint=False,
-        length=32,
-        validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )
-
-
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -62,7 +49,7 @@ class Job(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True, default=None
     )
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[JobState] = mapped_column(_str_enum(JobState), default=JobState.PENDING)
+    state: Mapped[JobState] = mapped_column(string_enum(JobState), default=JobState.PENDING)
     #: User-facing problems when the job failed (``Problem.as_dict()`` list).
     error: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     actor: Mapped[str] = mapped_column(String(64), default="")
@@ -88,7 +75,7 @@ class JobStep(Base):
     position: Mapped[int]
     name: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
-    state: Mapped[StepState] = mapped_column(_str_enum(StepState), default=StepState.PENDING)
+    state: Mapped[StepState] = mapped_column(string_enum(StepState), default=StepState.PENDING)
     #: What the step produced, for the steps after it and for compensation.
     output: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(default=0)

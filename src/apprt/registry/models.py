@@ -37,10 +37,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from apprt.db.base import Base, utcnow
+from apprt.db.base import Base, string_enum, utcnow
 
 
 class VersionState(StrEnum):
@@ -63,19 +63,6 @@ class CheckStatus(StrEnum):
     WARN = "warn"
     FAIL = "fail"
     SKIPPED = "skipped"
-
-
-def _enum(cls: type[StrEnum], length: int = 32) -> Enum:
-    # Stored as the string value without a CHECK constraint (like accounts' roles):
-    # adding a state must not need a table rebuild on SQLite.
-    return Enum(
-        cls,
-        native_enum=False,
-        create_constraint=False,
-        length=length,
-        validate_strings=True,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 class Publisher(Base):
@@ -168,7 +155,7 @@ class AppVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     app_pk: Mapped[int] = mapped_column(ForeignKey("registry_apps.id"), index=True)
     version: Mapped[str] = mapped_column(String(64))
-    state: Mapped[VersionState] = mapped_column(_enum(VersionState), index=True)
+    state: Mapped[VersionState] = mapped_column(string_enum(VersionState), index=True)
     #: sha256 hex of the .apppkg (its blob digest) and its size in bytes.
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int]
@@ -202,7 +189,7 @@ class Upload(Base):
     publisher_id: Mapped[int] = mapped_column(
         ForeignKey("registry_publishers.id", ondelete="CASCADE"), index=True
     )
-    state: Mapped[VersionState] = mapped_column(_enum(VersionState), index=True)
+    state: Mapped[VersionState] = mapped_column(string_enum(VersionState), index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int]
     filename: Mapped[str] = mapped_column(String(255), default="")
@@ -236,7 +223,7 @@ class CheckResult(Base):
     )
     position: Mapped[int]
     name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[CheckStatus] = mapped_column(_enum(CheckStatus, 16))
+    status: Mapped[CheckStatus] = mapped_column(string_enum(CheckStatus, 16))
     #: Whether this result sends the version to manual review (new permissions...).
     needs_review: Mapped[bool] = mapped_column(default=False)
     summary: Mapped[str] = mapped_column(String(500), default="")
@@ -259,8 +246,8 @@ class Transition(Base):
     )
     app_id: Mapped[str | None] = mapped_column(String(128), default=None)
     version: Mapped[str | None] = mapped_column(String(64), default=None)
-    from_state: Mapped[VersionState | None] = mapped_column(_enum(VersionState), default=None)
-    to_state: Mapped[VersionState] = mapped_column(_enum(VersionState))
+    from_state: Mapped[VersionState | None] = mapped_column(string_enum(VersionState), default=None)
+    to_state: Mapped[VersionState] = mapped_column(string_enum(VersionState))
     #: ``user:<name>``, ``publisher:<name>`` or ``system``.
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(String(1000), default="")
