@@ -364,6 +364,11 @@ class Cgroup:
         path = self.paths["unified" if self.version == "v2" else "pids"] / "pids.events"
         return _keyed(path).get("max", 0)
 
+    def throttled(self) -> int:
+        """How many CPU periods the CPU limit throttled (``nr_throttled`` of cpu.stat)."""
+        path = self.paths["unified" if self.version == "v2" else "cpu"] / "cpu.stat"
+        return _keyed(path).get("nr_throttled", 0)
+
     # -- teardown -------------------------------------------------------------------
     def kill(self, timeout: float = 5.0) -> bool:
         """SIGKILL every process in the cgroup (frozen first, so forks cannot race)."""

@@ -43,9 +43,17 @@ Contract details the supervisor can rely on:
   the instance's quota volume (``<data_dir>.ext4``) on it and unmounts it in
   ``destroy``. Back up or delete an instance's data only after ``destroy``, and delete
   ``<data_dir>.ext4`` with it.
+* ``limit_events(handle)`` counts how often each limit struck the task since it started
+  (:data:`LIMIT_KINDS` the driver can see: ``memory`` OOM kills, ``pids`` refused forks,
+  ``cpu`` throttled periods, ``storage`` times the data volume was found full). The
+  counts never decrease for one handle; a driver that sees nothing returns ``{}`` (the
+  default). The supervisor polls it on its watch tick and records the increases.
+* ``capabilities()`` says which limits the driver can enforce here; the supervisor
+  refuses to deploy an untrusted app whose resources need one it lacks
+  (:func:`missing_capabilities`), unless the driver's ``allow_untrusted`` is set (the
+  operator's choice, e.g. ``APPRT_ALLOW_UNTRUSTED_PROCESS_DRIVER``).
 * Drivers may offer more than this interface (the bwrap driver: ``shutdown()`` to stop
-  its fork server, ``limit_events(handle)`` for OOM kills and refused forks,
-  ``storage_bytes(handle)`` for the data volume's usage, module-level
+  its fork server, ``storage_bytes(handle)`` for the data volume's usage, module-level
   ``from_settings(settings)``); use them with ``getattr``.
 """
 
@@ -57,6 +65,17 @@ from pathlib import Path
 from typing import Any
 
 from apprt.manifest import Resources
+
+#: Limits whose hits are recorded (:meth:`Driver.limit_events` reports the first four,
+#: the gateway ``request_timeout``, the egress proxy ``egress``), with what each means.
+LIMIT_KINDS: dict[str, str] = {
+    "memory": "killed by the OOM killer at the memory limit (resources.memory_mb)",
+    "pids": "a fork or thread refused by the process limit (resources.max_processes)",
+    "cpu": "throttled at the CPU share (resources.cpu)",
+    "storage": "the data volume is full (resources.storage_mb)",
+    "request_timeout": "a request cut at its time limit, 504 (resources.request_timeout_s)",
+    "egress": "an outbound connection refused by the egress proxy (network grants)",
+}
 
 
 class DriverError(RuntimeError):
@@ -76,6 +95,30 @@ class Capabilities:
     pids_limit: bool
     storage_quota: bool
     recover: bool
+
+    def enforced(self) -> list[str]:
+        return [name for name, value in vars(self).items() if value]
+
+
+def missing_capabilities(capabilities: Capabilities, resources: Resources) -> list[str]:
+    """What an untrusted app with ``resources`` needs that ``capabilities`` lacks.
+
+    Every untrusted app needs the sandbox (file system, network, pid isolation, seccomp)
+    and its memory, CPU and process limits; a quota too when it has a data directory
+    (``storage_mb > 0``; 0 means a read-only one).
+    """
+    needed = [
+        "filesystem_isolation",
+        "network_isolation",
+        "pid_isolation",
+        "seccomp",
+        "memory_limit",
+        "cpu_limit",
+        "pids_limit",
+    ]
+    if resources.storage_mb > 0:
+        needed.append("storage_quota")
+    return [name for name in needed if not getattr(capabilities, name)]
 
 
 @dataclass(frozen=True)
@@ -148,6 +191,8 @@ class Driver(abc.ABC):
     """One way of running sandboxes (``bwrap``, ``process``, later ``kubernetes``)."""
 
     name: str
+    #: The operator lets this driver run untrusted apps whose limits it cannot enforce.
+    allow_untrusted: bool = False
 
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
@@ -180,6 +225,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def recover(self, handle: TaskHandle) -> bool:
         """Re-adopt a task started by a previous platform process; False if it is gone."""
+
+    def limit_events(self, handle: TaskHandle) -> dict[str, int]:
+        """How often each limit struck the task since it started, by kind (see module doc)."""
+        return {}
 
     def prepare(self, config: TaskConfig) -> None:  # noqa: B027 - optional hook
         """Optional: warm whatever makes a later ``start(config)`` fast (e.g. a zygote).

@@ -85,6 +85,8 @@ ZYGOTE_DIR_IN = "/run/zygote"
 MAX_MESSAGE = 1 << 16
 DEFAULT_UID_BASE = 1_100_000_000
 DEFAULT_UID_COUNT = 1_000_000
+#: A data volume with less free space than this is full (a ``storage`` limit event).
+STORAGE_FULL_BYTES = 128 * 1024
 
 
 def _default_state_dir() -> Path:
@@ -141,6 +143,8 @@ class BwrapDriver(Driver):
         self._storage_setting = storage_quota
         self._lock = threading.RLock()
         self._live: dict[str, _Live] = {}
+        #: (instance, pid) -> (data volume full at the last look, times found full)
+        self._storage_full: dict[tuple[str, int], tuple[bool, int]] = {}
         self._support: cg.CgroupSupport | None = None
         self._zygote_pid: int | None = None
         self.warm_pool = warm_pool
@@ -707,6 +711,8 @@ class BwrapDriver(Driver):
             group.remove()
             raise
         st = c.proc_stat(server_pid)
+        # cgroups of a pool slot may have been used before: count from here
+        limit_baseline = {"pids": group.pids_limited(), "cpu": group.throttled()}
         handle = TaskHandle(
             instance_id=config.instance_id,
             driver=self.name,
@@ -719,6 +725,7 @@ class BwrapDriver(Driver):
                 "monitor_pid": slot.monitor_pid,
                 "cgroup": group.to_state(),
                 "oom_baseline": oom_baseline,
+                "limit_baseline": limit_baseline,
                 "exit_file": str(self._exit_file(config.instance_id)),
                 "uid": host_uid,
                 "log_path": str(config.log_path) if config.log_path else None,
@@ -839,13 +846,30 @@ class BwrapDriver(Driver):
         )
 
     def limit_events(self, handle: TaskHandle) -> dict[str, int]:
-        """How often each limit struck this task (until ``destroy``): ``oom_kills`` (memory
-        limit), ``pids_refused`` (forks refused by the pids limit)."""
+        """How often each limit struck this task since it started (until ``destroy``):
+        ``memory`` OOM kills, ``pids`` forks refused, ``cpu`` periods throttled (cgroup
+        counters, less their values at start), ``storage`` times the data volume was
+        found full (free space under :data:`STORAGE_FULL_BYTES`) after it was not."""
         group = self._group(handle)
-        return {
-            "oom_kills": max(0, group.oom_kills() - int(handle.state.get("oom_baseline", 0))),
-            "pids_refused": group.pids_limited(),
+        base = handle.state.get("limit_baseline") or {}
+        counts = {
+            "memory": group.oom_kills() - int(handle.state.get("oom_baseline", 0)),
+            "pids": group.pids_limited() - int(base.get("pids", 0)),
+            "cpu": group.throttled() - int(base.get("cpu", 0)),
         }
+        data_dir = handle.state.get("data_dir")
+        if data_dir and _volume.is_mounted(Path(data_dir)):
+            with contextlib.suppress(OSError):
+                st = os.statvfs(data_dir)
+                full = st.f_bavail * st.f_frsize < STORAGE_FULL_BYTES
+                key = (handle.instance_id, handle.pid)
+                with self._lock:
+                    was_full, times = self._storage_full.get(key, (False, 0))
+                    if full and not was_full:
+                        times += 1
+                    self._storage_full[key] = (full, times)
+                counts["storage"] = times
+        return {kind: max(0, n) for kind, n in counts.items()}
 
     def storage_bytes(self, handle: TaskHandle) -> int | None:
         """Bytes used on the instance's data volume (None without a quota volume)."""
@@ -871,6 +895,7 @@ class BwrapDriver(Driver):
         group.remove()
         with self._lock:
             live = self._live.pop(handle.instance_id, None)
+            self._storage_full.pop((handle.instance_id, handle.pid), None)
         if live is not None:
             live.status.close()
         data_dir = handle.state.get("data_dir")
