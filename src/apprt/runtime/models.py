@@ -9,6 +9,8 @@
   the same instance.
 * :class:`Transition`: every accepted state change, with its time and reason.
 * :class:`IdlePolicy`: idle timeouts per app, per organization or both (``""`` = any).
+* :class:`LimitEvent`: a limit an instance hit (memory, pids, cpu, storage,
+  request_timeout, egress), hits of one kind within a minute counted on one row.
 
 Other packages use :mod:`apprt.runtime.supervisor`, never these tables.
 """
@@ -119,3 +121,25 @@ class IdlePolicy(Base):
     #: Seconds without a request before suspending; 0: never suspend.
     idle_timeout_s: Mapped[float] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LimitEvent(Base):
+    """Hits of one limit by one instance (``count`` of them, from ``first_at`` to ``last_at``).
+
+    ``org``: the organization whose request hit it (gateway timeouts, egress of an
+    isolated app), NULL for a shared instance's sandbox limits.
+    """
+
+    __tablename__ = "runtime_limit_events"
+    __table_args__ = (Index("ix_runtime_limit_events_instance_id_id", "instance_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("runtime_instances.id", ondelete="CASCADE"))
+    org: Mapped[str | None] = mapped_column(String(64))
+    app_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(default=1)
+    detail: Mapped[str] = mapped_column(String(500))
+    first_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
