@@ -196,16 +196,8 @@ class InstallPlatform:
             self.publish(self.packages.files[name])
 
     def org(self, slug: str, **quotas: int) -> str:
-        r = self.http.post("/api/v1/orgs", json={"slug": slug})
+        r = self.http.post("/api/v1/orgs", json={"slug": slug, **quotas})
         assert r.status_code == 201, r.text
-        if quotas:
-            from apprt.accounts.models import Organization
-            from apprt.db.engine import session_scope
-
-            with session_scope(self.app.state.session_factory) as session:
-                org = session.scalars(select(Organization).where(Organization.slug == slug)).one()
-                for name, value in quotas.items():
-                    setattr(org, name, value)
         return slug
 
     def install(self, org: str, app: str, **body: Any) -> httpx.Response:

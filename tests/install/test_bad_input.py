@@ -92,11 +92,11 @@ def test_dependency_conflict_explained_by_the_resolver(
 
 
 def test_quota_exceeded(platform: InstallPlatform) -> None:
-    org = platform.org("bad-quota", max_apps=1, max_memory_mb=256)
+    org = platform.org("bad-quota", max_apps=1, max_memory_mb=256, max_storage_mb=10)
     with unchanged(platform, org):
         problems = refused(platform.install(org, SALES), 409, "quota")
     where = {p["location"] for p in problems}
-    assert where == {"quota.apps", "quota.memory"}  # both named, with the numbers
+    assert where == {"quota.apps", "quota.memory", "quota.storage"}  # all named, with numbers
     assert any("2 of apps; its quota is 1" in p["reason"] for p in problems)
 
 

@@ -112,9 +112,12 @@ def user_by_name(session: Session, name: str) -> User:
 # -- organizations and memberships --------------------------------------------------
 
 
-def create_org(session: Session, slug: str, *, name: str | None = None) -> Organization:
+def create_org(
+    session: Session, slug: str, *, name: str | None = None, **quotas: int
+) -> Organization:
+    """A new organization; ``quotas``: ``max_apps``, ``max_memory_mb``, ``max_storage_mb``."""
     _check_name(slug, ORG_SLUG_PATTERN, "organization", "acme")
-    org = Organization(slug=slug, name=name or slug)
+    org = Organization(slug=slug, name=name or slug, **quotas)
     session.add(org)
     try:
         with session.begin_nested():

@@ -187,10 +187,26 @@ def list_users(_: PlatformAdmin, session: DbSession) -> list[UserOut]:
 # -- organizations ------------------------------------------------------------------
 
 
-class OrgIn(BaseModel):
+class Quotas(BaseModel):
+    """What the install engine lets an organization use (checked at resource allocation)."""
+
+    max_apps: int | None = Field(None, ge=0, description="Installed apps, dependencies included")
+    max_memory_mb: int | None = Field(None, ge=0, description="Sum of the apps' memory limits")
+    max_storage_mb: int | None = Field(None, ge=0, description="Sum of the apps' storage limits")
+
+    def given(self) -> dict[str, int]:
+        """The quotas this request sets (those left out stay as they are)."""
+        return {k: v for k in Quotas.model_fields if (v := getattr(self, k)) is not None}
+
+
+class OrgIn(Quotas):
     slug: str
     name: str | None = None
     admin: str | None = Field(None, description="A user to make the organization's admin")
+
+
+class OrgPatch(Quotas):
+    name: str | None = Field(None, min_length=1, max_length=200)
 
 
 class OrgOut(BaseModel):
@@ -215,7 +231,7 @@ class MemberIn(BaseModel):
 
 @router.post("/orgs", status_code=201, summary="Create an organization (platform admin)")
 def create_org(body: OrgIn, _: PlatformAdmin, session: DbSession) -> OrgOut:
-    org = orgs.create_org(session, body.slug, name=body.name)
+    org = orgs.create_org(session, body.slug, name=body.name, **body.given())
     if body.admin:
         orgs.grant(session, org, orgs.user_by_name(session, body.admin), OrgRole.ORG_ADMIN)
     return OrgOut.model_validate(org)
@@ -229,6 +245,28 @@ def list_orgs(user: CurrentUser, session: DbSession) -> list[OrgOut]:
 @router.get("/orgs/{org}", summary="One organization")
 def get_org(org: str, user: CurrentUser, session: DbSession) -> OrgOut:
     return OrgOut.model_validate(orgs.org_for(session, user, org))
+
+
+@router.patch(
+    "/orgs/{org}", summary="Rename an organization (org admin) or set its quotas (platform admin)"
+)
+def patch_org(org: str, body: OrgPatch, user: CurrentUser, session: DbSession) -> OrgOut:
+    target = orgs.org_for(session, user, org, need=OrgRole.ORG_ADMIN)
+    quotas = body.given()
+    if quotas and user.role is not Role.PLATFORM_ADMIN:
+        raise ForbiddenError.single(
+            f"quotas ({', '.join(sorted(quotas))}) are set by the platform admin",
+            location="body",
+            hint="ask a platform admin, or send only the name",
+        )
+    if body.name is not None:
+        target.name = body.name
+    for field, value in quotas.items():
+        # Lowering a quota below what is in use is allowed, like Kubernetes'
+        # ResourceQuota: installed apps stay, new installs are refused.
+        setattr(target, field, value)
+    session.flush()
+    return OrgOut.model_validate(target)
 
 
 def _members(org: Organization) -> list[MemberOut]:
