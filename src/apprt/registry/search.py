@@ -1,16 +1,18 @@
 """Marketplace search: full text over apps' names, descriptions, tags and publishers.
 
-Dialect-specific SQL lives here and nowhere else in the registry:
+Two backends, chosen per database by :func:`ensure`:
 
 * :class:`Fts5Search` (SQLite, the embedded default): a standalone FTS5 table
-  ``registry_search`` with one row per listed app, ranked by bm25. It is a derived
-  index, not data: :func:`ensure` creates it at start and rebuilds it from
-  ``registry_apps`` (so it is never out of step after a crash or a restore), and the
-  registry updates an app's row in the same transaction that changes its listing.
-  Being derived, it is not part of the Alembic migrations.
+  ``registry_search`` with one row per listed app, ranked by bm25. Its SQL lives in
+  :mod:`apprt.db.sqlite` (the one module that holds SQLite-only code); this module only
+  says what is indexed. It is a derived index, not data: :func:`ensure` creates it at
+  start and rebuilds it from ``registry_apps`` (so it is never out of step after a
+  crash or a restore), and the registry updates an app's row in the same transaction
+  that changes its listing. Being derived, it is not part of the Alembic migrations.
 * :class:`LikeSearch`: portable ``LIKE`` matching, used on any other database and
-  when SQLite was built without FTS5. PostgreSQL can get its own class here
-  (``tsvector`` + GIN index) without touching the callers.
+  when SQLite was built without FTS5. PostgreSQL can get its own backend (``tsvector``
+  + GIN index, its SQL in a dialect module of :mod:`apprt.db`) without touching the
+  callers.
 
 Queries are split into words; every word must match (a prefix match with FTS5).
 Tags filter exactly: an app must carry every tag asked for.
@@ -23,14 +25,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Protocol
 
-import structlog
-from sqlalchemy import Engine, String, and_, cast, or_, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
+from apprt.db import sqlite
 from apprt.registry.models import Publisher, RegistryApp
-
-log = structlog.get_logger(__name__)
 
 FTS_TABLE = "registry_search"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -95,25 +94,30 @@ class LikeSearch:
         return matching[:limit]
 
 
+#: The FTS5 index (SQLite): one row per listed app; bm25 weights name above tags above
+#: description.
+INDEX = sqlite.FtsIndex(
+    table=FTS_TABLE,
+    key="app_id",
+    columns=(("name", 10.0), ("description", 2.0), ("tags", 5.0), ("publisher", 1.0)),
+)
+#: How many ranked keys are fetched before the tag filter and the limit apply.
+MAX_RANKED = 1000
+
+
 class Fts5Search:
-    """SQLite FTS5 index, ranked by bm25 (name weighted above description)."""
+    """The full-text index of :mod:`apprt.db.sqlite`, ranked by bm25."""
 
     def index_app(self, session: Session, app: RegistryApp) -> None:
-        session.execute(text("DELETE FROM registry_search WHERE app_id = :a"), {"a": app.app_id})
+        values = None
         if app.latest_version:
-            session.execute(
-                text(
-                    "INSERT INTO registry_search (app_id, name, description, tags, publisher) "
-                    "VALUES (:a, :n, :d, :t, :p)"
-                ),
-                {
-                    "a": app.app_id,
-                    "n": f"{app.name} {app.app_id.replace('.', ' ')}",
-                    "d": app.description,
-                    "t": " ".join(app.tags),
-                    "p": app.publisher.name,
-                },
-            )
+            values = {
+                "name": f"{app.name} {app.app_id.replace('.', ' ')}",
+                "description": app.description,
+                "tags": " ".join(app.tags),
+                "publisher": app.publisher.name,
+            }
+        sqlite.fts_put(session, INDEX, app.app_id, values)
 
     def search(
         self, session: Session, query: str, tags: Sequence[str], limit: int
@@ -121,15 +125,7 @@ class Fts5Search:
         terms = words(query)
         if not terms:
             return _listed(session, tags)[:limit]
-        match = " ".join(f'"{t}"*' for t in terms)
-        ranked = session.execute(
-            text(
-                "SELECT app_id FROM registry_search WHERE registry_search MATCH :q "
-                "ORDER BY bm25(registry_search, 0.0, 10.0, 2.0, 5.0, 1.0) LIMIT 1000"
-            ),
-            {"q": match},
-        ).scalars()
-        order = list(ranked)
+        order = sqlite.fts_search(session, INDEX, terms, MAX_RANKED)
         if not order:
             return []
         apps = {
@@ -148,27 +144,15 @@ _FTS = Fts5Search()
 def ensure(engine: Engine) -> None:
     """Create (if needed) and rebuild the full-text index of ``engine``'s database.
 
-    Called by the registry's lifespan before any request. On databases other than
-    SQLite, or a SQLite without FTS5, searching falls back to :class:`LikeSearch`.
+    Called by the registry's lifespan before any request. Where no full-text index can
+    be made (a database other than SQLite, a SQLite without FTS5), searching falls back
+    to :class:`LikeSearch`.
     """
-    if engine.dialect.name != "sqlite":
-        _fts_engines[engine] = False
-        return
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE VIRTUAL TABLE IF NOT EXISTS registry_search USING fts5("
-                    "app_id UNINDEXED, name, description, tags, publisher, "
-                    "tokenize = 'unicode61 remove_diacritics 2')"
-                )
-            )
-    except OperationalError as exc:
-        log.warning("registry.search.fts5_unavailable", error=str(exc.orig))
+    if not sqlite.create_fts_index(engine, INDEX):
         _fts_engines[engine] = False
         return
     with Session(engine) as session, session.begin():
-        session.execute(text("DELETE FROM registry_search"))
+        sqlite.fts_clear(session, INDEX)
         for app in session.scalars(select(RegistryApp).where(RegistryApp.latest_version != "")):
             _FTS.index_app(session, app)
     _fts_engines[engine] = True
