@@ -20,6 +20,11 @@ import maps' ``integrity`` and ``<script integrity>``. It lives here, next to th
 content digests the registry hands out, rather than in :mod:`apprt.package` (which
 only reads and writes archives); it accepts bytes, a path or a binary file, and
 streams files.
+
+:func:`frontend_assets` lists a stored package's ``frontend/`` files with their
+``sha256-<base64>`` SRI, taken from the package's MANIFEST (the digests its signature
+covers); the registry's version detail (``GET /api/v1/registry/apps/{id}/versions/{v}``)
+carries them as ``frontend_assets``.
 """
 
 from __future__ import annotations
@@ -28,25 +33,35 @@ import base64
 import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path as FilePath
 from typing import Annotated, Any, BinaryIO, ClassVar
 
+import structlog
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
-from apprt.blobs.store import BlobStore, check_digest
-from apprt.errors import ApprtError, Problem
+from apprt.blobs.store import BlobNotFoundError, BlobStore, check_digest
+from apprt.errors import ApprtError, PackageError, Problem
+from apprt.package import read_package
 
 __all__ = [
     "CACHE_IMMUTABLE",
+    "FrontendAsset",
     "RangeNotSatisfiableError",
+    "StoredBlobCorruptError",
     "blob_response",
+    "frontend_assets",
     "router",
     "sri",
     "sri_from_digest",
 ]
+
+log = structlog.get_logger(__name__)
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK_SIZE = 1 << 20
@@ -73,6 +88,27 @@ class RangeNotSatisfiableError(ApprtError):
             title="range not satisfiable",
         )
         self.headers = {"Content-Range": f"bytes */{size}"}
+
+
+class StoredBlobCorruptError(ApprtError):
+    """A stored blob's bytes no longer match its digest (HTTP 500): the storage was
+    damaged or altered. Logged; the corrupt bytes are never sent."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(
+            [
+                Problem(
+                    reason=f"stored blob sha256:{digest} is corrupt: {reason}",
+                    location="digest",
+                    hint="the operator must restore the blob from a backup or have the "
+                    "publisher upload the package again; the server log has the details",
+                )
+            ],
+            title="stored blob is corrupt",
+        )
+        log.error("blob.corrupt", digest=digest, reason=reason)
 
 
 # -- SRI ---------------------------------------------------------------------------
@@ -110,6 +146,84 @@ def sri_from_digest(digest: bytes, algorithm: str = "sha384") -> str:
 def _feed(hasher: hashlib._Hash, file: BinaryIO) -> None:
     while chunk := file.read(CHUNK_SIZE):
         hasher.update(chunk)
+
+
+FRONTEND_DIR = "frontend/"
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendAsset:
+    """A file under ``frontend/`` of a package, as the package's MANIFEST lists it."""
+
+    path: str  # inside the package, e.g. ``frontend/index.js``
+    size: int
+    sha256: str  # hex, from MANIFEST
+    integrity: str  # ``sha256-<base64>``, for ``<script integrity>`` and import maps
+
+
+class _AssetCache:
+    """Frontend assets by package digest. A package's bytes never change, so entries
+    never go stale; the LRU only bounds memory."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[FrontendAsset, ...]] = OrderedDict()
+        self._size = size
+
+    def get(self, digest: str) -> tuple[FrontendAsset, ...] | None:
+        with self._lock:
+            found = self._items.get(digest)
+            if found is not None:
+                self._items.move_to_end(digest)
+            return found
+
+    def put(self, digest: str, assets: tuple[FrontendAsset, ...]) -> None:
+        with self._lock:
+            self._items[digest] = assets
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_ASSETS = _AssetCache()
+
+
+def frontend_assets(store: BlobStore, digest: str) -> tuple[FrontendAsset, ...] | None:
+    """The ``frontend/`` files of the package stored as blob ``digest``, with their SRI
+    (``sha256``: the MANIFEST's own digests, so no file is hashed again).
+
+    The package is read once (streamed and fully verified by
+    :func:`~apprt.package.read_package`) and remembered by digest. ``None`` when the
+    blob is no longer stored (a rejected or unpublished version); a blob whose bytes
+    are not the package they were (damaged storage) raises
+    :class:`StoredBlobCorruptError`.
+    """
+    digest = check_digest(digest)
+    cached = _ASSETS.get(digest)
+    if cached is not None:
+        return cached
+    try:
+        source = store.open(digest)
+    except BlobNotFoundError:
+        return None
+    try:
+        with source:
+            info = read_package(source)
+    except PackageError as exc:
+        raise StoredBlobCorruptError(digest, "; ".join(str(p) for p in exc.problems)) from None
+    if info.archive_sha256 != digest:
+        raise StoredBlobCorruptError(digest, f"its bytes hash to {info.archive_sha256}")
+    assets = tuple(
+        FrontendAsset(
+            path=entry.path,
+            size=entry.size,
+            sha256=entry.sha256,
+            integrity=sri_from_digest(bytes.fromhex(entry.sha256), "sha256"),
+        )
+        for entry in info.files
+        if entry.path.startswith(FRONTEND_DIR)
+    )
+    _ASSETS.put(digest, assets)
+    return assets
 
 
 # -- conditional and range requests -------------------------------------------------

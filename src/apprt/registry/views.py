@@ -32,7 +32,7 @@ Marketplace (no token needed)::
     GET /search?q=&tag=&limit=
     GET /apps/{app_id}
     GET /apps/{app_id}/versions
-    GET /apps/{app_id}/versions/{version}
+    GET /apps/{app_id}/versions/{version}            with frontend_assets (SRI per file)
     GET /apps/{app_id}/versions/{version}/history
     GET /apps/{app_id}/versions/{version}/dependencies[?platform=]
     GET /apps/{app_id}/compatible[?platform=]
@@ -55,7 +55,7 @@ from starlette.concurrency import run_in_threadpool
 from apprt import PLATFORM_API_VERSION
 from apprt.db.dependencies import DbSession
 from apprt.db.engine import session_scope
-from apprt.registry import receive
+from apprt.registry import distribution, receive
 from apprt.registry.auth import CurrentPrincipal, OptionalPrincipal, Principal
 from apprt.registry.config import RegistryConfig
 from apprt.registry.errors import NotFoundError
@@ -320,6 +320,29 @@ class VersionOut(BaseModel):
             warnings=warnings,
             upload_id=row.upload_id,
         )
+
+
+class FrontendAssetOut(BaseModel):
+    path: str = Field(description="Path inside the package", examples=["frontend/index.js"])
+    size: int = Field(description="Bytes")
+    sha256: str = Field(description="SHA-256 (hex) as the package's MANIFEST lists it")
+    integrity: str = Field(
+        description="Subresource Integrity string (sha256-<base64>) for integrity= attributes "
+        "and import maps",
+        examples=["sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
+    )
+    url: str | None = Field(
+        description="Content-addressed URL where this platform's web shell serves the file "
+        "once the version is installed in an organization (/assets/sha256/<package sha256>/"
+        "<path under frontend/>); null when this server runs no shell (apprt registry serve)"
+    )
+
+
+class VersionDetail(VersionOut):
+    frontend_assets: list[FrontendAssetOut] | None = Field(
+        description="Every file under frontend/ with its SRI, from the package MANIFEST; "
+        "null when the package is no longer stored (rejected or unpublished)"
+    )
 
 
 class AppOut(BaseModel):
@@ -771,11 +794,41 @@ def list_versions(
     return _versions(session, principal, queries.get_app(session, app_id))
 
 
-@router.get("/apps/{app_id}/versions/{version}", summary="One version")
+def _serves_assets(request: Request) -> bool:
+    """Whether this server runs the web shell (its lifespan sets ``app.state.shell``),
+    which serves installed packages' frontend files under ``/assets/sha256/``."""
+    return getattr(request.app.state, "shell", None) is not None
+
+
+@router.get(
+    "/apps/{app_id}/versions/{version}",
+    summary="One version, with the SRI of each of its frontend assets",
+)
 def get_version(
-    app_id: AppIdPath, version: VersionPath, session: DbSession, principal: OptionalPrincipal
-) -> VersionOut:
-    return VersionOut.of(_visible_version(session, principal, app_id, version))
+    request: Request,
+    app_id: AppIdPath,
+    version: VersionPath,
+    session: DbSession,
+    principal: OptionalPrincipal,
+) -> VersionDetail:
+    row = _visible_version(session, principal, app_id, version)
+    found = distribution.frontend_assets(request.app.state.blob_store, row.sha256)
+    assets = None
+    if found is not None:
+        shell = _serves_assets(request)
+        assets = [
+            FrontendAssetOut(
+                path=a.path,
+                size=a.size,
+                sha256=a.sha256,
+                integrity=a.integrity,
+                url=f"/assets/sha256/{row.sha256}/{a.path.removeprefix(distribution.FRONTEND_DIR)}"
+                if shell
+                else None,
+            )
+            for a in found
+        ]
+    return VersionDetail(**VersionOut.of(row).model_dump(), frontend_assets=assets)
 
 
 @router.get("/apps/{app_id}/versions/{version}/history", summary="A version's state changes")
