@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,12 +45,18 @@ from tests.install.conftest import (
     trees,
 )
 from tests.runtime._platform import kill_recorded
-from tests.test_server import _free_port
 
 STEPS = [step.name for step in INSTALL_KIND.steps]
 #: Steps with a compensation, undone in this order after a failing health check.
 UNDONE = ["configure", "deploy", "download", "sandbox", "allocate"]
 ORG = "acme"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @pytest.fixture(scope="module")

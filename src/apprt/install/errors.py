@@ -14,7 +14,7 @@ from apprt.errors import ApprtError, Problem
 
 
 class InstallError(ApprtError):
-    """An install or uninstall was refused (HTTP 400 unless a subclass says otherwise)."""
+    """An install, update or uninstall was refused (HTTP 400 unless a subclass says otherwise)."""
 
     default_title: ClassVar[str] = "install refused"
 
@@ -115,3 +115,17 @@ class RuntimeUnavailableError(InstallError):
 
     status_code: ClassVar[int] = 503
     default_title: ClassVar[str] = "runtime unavailable"
+
+
+class UpToDateError(InstallError):
+    """An update found no version newer than the installed one in its range (HTTP 409)."""
+
+    status_code: ClassVar[int] = 409
+    default_title: ClassVar[str] = "already up to date"
+
+
+class HookError(InstallError):
+    """An app's install or upgrade hook failed in its sandbox (HTTP 502)."""
+
+    status_code: ClassVar[int] = 502
+    default_title: ClassVar[str] = "hook failed"

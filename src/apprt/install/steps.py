@@ -26,9 +26,18 @@ pulls in, dependencies first):
 8   configure        consent checked, settings validated           (rows go with step 4)
                      (defaults applied), recorded
 9   health           ``supervisor.activate``; health path over     (instances go with step 7)
-                     the ingress socket within the timeout
+                     the ingress socket within the timeout; then
+                     each app's ``hooks.install`` in its sandbox
+                     (dependencies first; a failing hook fails
+                     the install)
 10  activate         rows active, settings to the gateway; URL     rows back to installing
 ==  ===============  ===========================================  =========================
+
+The install hook runs at least once: a crash during or after it (before the health
+step is recorded done) runs the step, and the hook, again when the job resumes, so a
+hook must tolerate being called again (check before creating what it creates).
+
+Update (``update``): see :mod:`apprt.install.update`.
 
 Uninstall (``uninstall``): ``stop_traffic`` (row uninstalling, the app out of the
 gateway's index, its sandbox stopped after requests in flight), ``hook`` (the
@@ -69,6 +78,7 @@ from apprt.install.environments import EnvironmentBuildError, EnvironmentStore, 
 from apprt.install.errors import (
     DiskFullError,
     HealthCheckError,
+    HookError,
     InstallError,
     NotInstalledError,
     RuntimeUnavailableError,
@@ -425,8 +435,13 @@ def _stored(env: InstallEnv, digest: str) -> Path | None:
 
 
 def download(ctx: StepContext) -> dict[str, Any]:
+    return {"verified": download_verified(ctx, _plan(ctx))}
+
+
+def download_verified(ctx: StepContext, plan: list[PlannedApp]) -> list[str]:
+    """Every package of ``plan`` through TUF into the blob store, contents verified
+    against what the registry recorded (a stored copy is verified as well)."""
     env = _env(ctx)
-    plan = _plan(ctx)
     target_dir = env.staging(ctx.job_id) / "packages"
     local = {p.app_id: path for p in plan if (path := _stored(env, p.sha256)) is not None}
     try:
@@ -464,17 +479,22 @@ def download(ctx: StepContext) -> dict[str, Any]:
         if _disk_full(exc):
             raise _disk_full_error("downloading the packages", target_dir) from None
         raise
-    return {"verified": verified}
+    return verified
 
 
 def discard_downloads(ctx: StepContext) -> None:
+    if "dependencies" not in ctx.outputs:
+        shutil.rmtree(_env(ctx).staging(ctx.job_id) / "packages", ignore_errors=True)
+        return
+    discard_blobs(ctx, [item["sha256"] for item in ctx.outputs["dependencies"]["plan"]])
+
+
+def discard_blobs(ctx: StepContext, digests: list[str]) -> None:
+    """Remove the job's downloads, and the blobs of ``digests`` nothing references."""
     env = _env(ctx)
     shutil.rmtree(env.staging(ctx.job_id) / "packages", ignore_errors=True)
-    if "dependencies" not in ctx.outputs:
-        return
     with _session(ctx) as session:
-        for item in ctx.outputs["dependencies"]["plan"]:
-            digest = item["sha256"]
+        for digest in digests:
             used = (
                 session.scalars(
                     select(AppVersion.id).where(AppVersion.sha256 == digest).limit(1)
@@ -810,7 +830,47 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
                 )
             healthy[p.app_id] = 0.0
             ctx.progress(f"{p.app_id}: frontend entry present")
-    return {"healthy": healthy}
+    hooks = {}
+    for p in plan:  # dependencies first: an app's hook may use what they offer
+        hook = p.manifest.backend.hooks.install if p.manifest.backend is not None else None
+        if not hook:
+            continue
+        context = {"event": "install", "org": org, "app": p.app_id, "version": p.version}
+        result = call_app_hook(env, org, p.app_id, p.version, hook, "install", context)
+        hooks[p.app_id] = hook
+        ctx.progress(f"{p.app_id}: install hook {hook} ran", hook=hook, result=result)
+    return {"healthy": healthy, "hooks": hooks}
+
+
+def call_app_hook(
+    env: InstallEnv,
+    org: str,
+    app_id: str,
+    version: str,
+    hook: str,
+    event: str,
+    context: dict[str, Any],
+) -> Any:
+    """Run the app's ``event`` hook in its sandbox (``supervisor.call_hook``); its result.
+
+    A hook that raises, hangs or cannot run is a :class:`HookError` naming the hook and
+    what went wrong (the step fails and the job rolls back).
+    """
+    supervisor = env.require_supervisor()
+    try:
+        return env.run(supervisor.call_hook(org, app_id, hook, context))
+    except ApprtError as exc:
+        details = [p.reason.removeprefix(f"hook {hook} of {app_id} ") for p in exc.problems]
+        detail = "; ".join(details) or str(exc)
+        raise HookError.one(
+            f"{event} hook {hook} of {app_id} {version} {detail}"
+            if detail.startswith(("failed", "did not"))
+            else f"{event} hook {hook} of {app_id} {version} could not run: {detail}",
+            location=f"backend.hooks.{event}",
+            hint=f"fix the hook and publish a new version (`apprt logs {org} {app_id}` shows "
+            "what it printed); the job was rolled back",
+            title=f"{event} hook failed",
+        ) from None
 
 
 # -- 10. activation ------------------------------------------------------------------
