@@ -1,4 +1,4 @@
-"""``apprt install`` and ``apprt uninstall``: jobs followed live, step by step.
+"""``apprt install``, ``apprt update`` and ``apprt uninstall``: jobs followed live, step by step.
 
 ``apprt install APP[@RANGE] --org ORG`` shows the permissions the install asks for
 (the app and the dependencies it pulls in) and asks an org admin to consent, unless
@@ -7,6 +7,13 @@ installed). It then starts the install job and draws one line per step of the
 blueprint's ten from the job's event stream (SSE), with what each step reports, and
 ends with the app's URL. ``--json`` prints the finished job (with ``url``) instead.
 Exit 0 when installed, 1 when refused or rolled back (the problems say why).
+
+``apprt update APP[@RANGE] --org ORG`` moves an installed app to the newest version in
+the range that is newer than the installed one (409 "already up to date" when there is
+none): it shows the permissions the new version adds and asks for consent the same way,
+then follows the update job (backup, swap, upgrade hook, health...) and ends with the
+new version and the name of the state backup taken before it. A failed update is
+rolled back: the old version serves, with its state.
 """
 
 from __future__ import annotations
@@ -302,3 +309,103 @@ def uninstall(
     )
     if archive:
         console.print(f"  data kept in {escape(archive)}", highlight=False, soft_wrap=True)
+
+
+def _show_update(preview: dict[str, Any]) -> bool:
+    """Print what the update does; whether it asks for new permissions."""
+    console.print(
+        f"Updating [bold]{escape(preview['app'])}[/] {escape(preview['from_version'])} -> "
+        f"{escape(preview['version'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for notice in preview.get("notices", []):
+        console.print(
+            f"[yellow]notice[/]: {escape(notice['app_id'])} {escape(notice['version'])} is "
+            f"{escape(notice['kind'])}: {escape(notice['message'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not preview["new_permissions"]:
+        return False
+    table = Table("permission", "why", title="New permissions asked for", title_justify="left")
+    for perm in preview["new_permissions"]:
+        name = escape(perm["permission"])
+        if perm["sensitive"]:
+            name = f"[bold yellow]{name}[/] (sensitive)"
+        table.add_row(name, escape(perm["reason"]))
+    console.print(table)
+    return True
+
+
+def update(
+    spec: str = typer.Argument(..., help="APP or APP@RANGE, e.g. com.example.crm-connector@^1.3"),
+    org: str = OrgOption,
+    config: list[str] = typer.Option(
+        [], "--config", "-c", help="Change a setting of the organization for the app: key=value."
+    ),
+    accept_permissions: bool = typer.Option(
+        False, "--accept-permissions", help="Consent to the new permissions, without asking."
+    ),
+    url: str = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Update an installed app to the newest version in a range (rolled back on failure)."""
+    app, range_text = parse_spec(spec)
+    try:
+        settings = parse_config(config)
+        with Client(url, token, timeout=FOLLOW_TIMEOUT) as client:
+            base = f"/api/v1/orgs/{_q(org)}/apps/{_q(app)}/update"
+            preview = client.get_json(f"{base}?range={quote(range_text, safe='')}")
+            if not as_json:
+                asked = _show_update(preview)
+                if asked and not accept_permissions and sys.stdin.isatty():
+                    accept_permissions = Confirm.ask("Grant these new permissions?", default=False)
+                    if not accept_permissions:
+                        fail(
+                            [Problem("consent refused; nothing was updated", location="consent")],
+                            title="not updated",
+                        )
+            accepted = client.request(
+                "POST",
+                base,
+                json={
+                    "range": range_text,
+                    "config": settings,
+                    "accept_permissions": accept_permissions,
+                },
+            ).json()
+            job = follow(client, accepted["job_id"], show=not as_json)
+    except ApprtError as exc:
+        fail_error(exc, as_json=as_json)
+    app_url = f"{url.rstrip('/')}{accepted['url']}"
+    done = job["state"] == "succeeded"
+    backup = next(
+        (s["output"].get("backup") for s in job["steps"] if s["name"] == "backup" and s["output"]),
+        None,
+    )
+    if as_json:
+        print_json({**job, "url": app_url if done else None, "backup": backup})
+        if not done:
+            raise typer.Exit(1)
+        return
+    if not done:
+        fail(
+            _job_problems(job),
+            title=f"{app} was not updated ({job['state']}); "
+            f"{accepted['from_version']} still serves",
+        )
+    console.print(
+        f"[bold green]updated[/] {escape(app)} {escape(accepted['from_version'])} -> "
+        f"{escape(accepted['version'])} in {escape(org)}: {escape(app_url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if backup:
+        console.print(
+            f"  state backed up before the update as {escape(backup)} "
+            f"(`apprt restore {escape(app)} --org {escape(org)} --backup {escape(backup)}`)",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -12,7 +12,7 @@ worker thread:
 * prunes retained archives past the retention;
 * removes unpacked trees, environments and staging directories nothing uses;
 
-then registers the ``install`` and ``uninstall`` job kinds, which resumes the jobs a
+then registers the ``install``, ``update`` and ``uninstall`` job kinds, which resumes the jobs a
 crash interrupted. On shutdown it waits (a little) for running install jobs, so a
 graceful stop does not interrupt them while the runtime they use goes away.
 """
@@ -33,6 +33,7 @@ from apprt.install import retention
 from apprt.install.config import InstallConfig
 from apprt.install.steps import INSTALL, INSTALL_KIND, UNINSTALL, UNINSTALL_KIND, InstallEnv
 from apprt.install.steps import collect_garbage as _collect_garbage
+from apprt.install.update import UPDATE, UPDATE_KIND
 from apprt.install.views import router
 from apprt.jobs.engine import JobRunner
 from apprt.jobs.models import Job, JobState
@@ -41,7 +42,7 @@ __all__ = ["lifespan", "router"]
 
 log = structlog.get_logger(__name__)
 
-#: How long shutdown waits for running install and uninstall jobs.
+#: How long shutdown waits for running install, update and uninstall jobs.
 SHUTDOWN_WAIT_S = 8.0
 
 
@@ -66,7 +67,7 @@ def _unfinished(env: InstallEnv) -> list[int]:
         return list(
             session.scalars(
                 select(Job.id).where(
-                    Job.kind.in_((INSTALL, UNINSTALL)),
+                    Job.kind.in_((INSTALL, UPDATE, UNINSTALL)),
                     Job.state.in_((JobState.PENDING, JobState.RUNNING, JobState.ROLLING_BACK)),
                 )
             )
@@ -81,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.config_for = env.index.config_json  # x-apprt-config: the org's settings
     runner: JobRunner = app.state.jobs
     runner.register(INSTALL_KIND)
+    runner.register(UPDATE_KIND)
     runner.register(UNINSTALL_KIND)
     try:
         yield

@@ -12,7 +12,10 @@ authoritative check: the registry or the organization may have changed meanwhile
 * :func:`consent_items` / :func:`grants_for`: the permissions to consent to, and the
   grants an admin's consent gives (all declared permissions, or a refusal);
 * :func:`validate_config`: the organization's settings against the app's config schema,
-  defaults applied.
+  defaults applied;
+* :func:`updatable`, :func:`newer_versions`, :func:`choose_update`,
+  :func:`update_grants` and :func:`carry_config`: the same decisions for an update of
+  an installed app (see :mod:`apprt.install.update`).
 
 Other domains read installations through :func:`installations_of`,
 :func:`active_installation` and the in-memory :class:`InstallationIndex` on
@@ -46,6 +49,7 @@ from apprt.install.errors import (
     QuotaExceededError,
     UnknownAppError,
     UnsatisfiableRangeError,
+    UpToDateError,
 )
 from apprt.install.models import Installation, InstallState
 from apprt.manifest import Manifest, config_defaults, parse_manifest
@@ -204,7 +208,8 @@ def check_not_installed(session: Session, org: Organization, app_id: str) -> Non
         raise AlreadyInstalledError.one(
             f"{app_id} {row.version} is already installed in {org.slug}",
             location="app",
-            hint="to change its version, update it; to start afresh, uninstall it first",
+            hint=f"to change its version, update it (`apprt update {app_id} --org {org.slug}`); "
+            "to start afresh, uninstall it first",
         )
     raise AlreadyInstalledError.one(
         f"{app_id} is {row.state.value} in {org.slug} (job {row.job_id})",
@@ -233,13 +238,27 @@ def check_no_dependents(session: Session, org: Organization, app_id: str) -> Non
         )
 
 
+def changed_by_another_job(row: Installation, session: Session, job_id: int | None) -> bool:
+    """Whether an unfinished job other than ``job_id`` is changing ``row`` (an update
+    keeps its row active and marks it with its job id)."""
+    from apprt.jobs.models import Job, JobState
+
+    if row.job_id is None or row.job_id == job_id:
+        return False
+    job = session.get(Job, row.job_id)
+    unfinished = (JobState.PENDING, JobState.RUNNING, JobState.ROLLING_BACK)
+    return job is not None and job.state in unfinished
+
+
 def check_uninstallable(
     session: Session, org: Organization, row: Installation, *, job_id: int | None = None
 ) -> None:
     """Refuse to uninstall an app another job is changing, or one others depend on."""
     settle(session, row)
-    busy = row.state is InstallState.INSTALLING or (
-        row.state is InstallState.UNINSTALLING and row.job_id != job_id
+    busy = (
+        row.state is InstallState.INSTALLING
+        or (row.state is InstallState.UNINSTALLING and row.job_id != job_id)
+        or changed_by_another_job(row, session, job_id)
     )
     if busy:
         raise AlreadyInstalledError.one(
@@ -455,9 +474,17 @@ def lock_org(session: Session, org_id: int) -> None:
     )
 
 
-def check_quota(session: Session, org: Organization, planned: list[PlannedApp]) -> None:
-    """Refuse when the plan does not fit in the organization's quotas (every one named)."""
-    rows = installations_of(session, org)
+def check_quota(
+    session: Session,
+    org: Organization,
+    planned: list[PlannedApp],
+    *,
+    replacing: Installation | None = None,
+) -> None:
+    """Refuse when the plan does not fit in the organization's quotas (every one named).
+
+    ``replacing``: the installation the plan takes the place of (an update)."""
+    rows = [r for r in installations_of(session, org) if replacing is None or r.id != replacing.id]
     apps = len(rows) + len(planned)
     memory = sum(r.memory_mb for r in rows) + sum(p.memory_mb for p in planned)
     storage = sum(r.storage_mb for r in rows) + sum(p.storage_mb for p in planned)
@@ -471,7 +498,8 @@ def check_quota(session: Session, org: Organization, planned: list[PlannedApp]) 
         if used > limit:
             problems.append(
                 Problem(
-                    f"installing {what} would bring {org.slug} to {used}{unit} of {name}; "
+                    f"{'updating to' if replacing else 'installing'} {what} would bring "
+                    f"{org.slug} to {used}{unit} of {name}; "
                     f"its quota is {limit}{unit}",
                     location=f"quota.{name}",
                     hint="uninstall apps the organization no longer uses, or ask a platform "
@@ -570,6 +598,194 @@ def grants_for(
     if problems:
         raise ConsentRequiredError(problems, title="consent required")
     return grants
+
+
+# -- updates -------------------------------------------------------------------------
+
+
+def updatable(
+    session: Session, org: Organization, app_id: str, *, job_id: int | None = None
+) -> Installation:
+    """The active installation of ``app_id`` that an update (``job_id``) may change.
+
+    Refused: not installed (404), failed or being installed/uninstalled, or changed by
+    another unfinished job (409).
+    """
+    row = get_installation(session, org, app_id)
+    settle(session, row)
+    if row.state is InstallState.FAILED:
+        raise AlreadyInstalledError.one(
+            f"{app_id} {row.version} is failed in {org.slug} (job {row.job_id} could not undo "
+            "all its work)",
+            location="app",
+            hint=f"see the job's events (GET /api/v1/jobs/{row.job_id}); uninstall the app to "
+            "clean up, then install it again",
+            title="not updatable",
+        )
+    if row.state is not InstallState.ACTIVE or changed_by_another_job(row, session, job_id):
+        raise AlreadyInstalledError.one(
+            f"{app_id} is being changed in {org.slug} (job {row.job_id}, {row.state.value})",
+            location="app",
+            hint=f"wait for that job to finish (GET /api/v1/jobs/{row.job_id}), then update",
+            title="busy",
+        )
+    return row
+
+
+def newer_versions(
+    session: Session, org: Organization, row: Installation, range_text: str
+) -> list[AppVersion]:
+    """The installable versions of the installed app inside ``range_text`` that are newer
+    than the installed one, newest first; :class:`UpToDateError` (409) when none is."""
+    matching = pick_versions(session, row.app_id, range_text)
+    current = parse_version(row.version)
+    newer = [v for v in matching if parse_version(v.version) > current]
+    if not newer:
+        raise UpToDateError.one(
+            f"{row.app_id} {row.version} in {org.slug} is already the newest version matching "
+            f"{range_text!r} (newest there: {matching[0].version})",
+            location="range",
+            hint="nothing to update; to move to another major version ask for its range, "
+            f"e.g. {row.app_id}@>{row.version}",
+        )
+    return newer
+
+
+def dependency_problems(session: Session, org: Organization, manifest: Manifest) -> list[Problem]:
+    """What the organization's installed apps lack for ``manifest``'s dependencies (an
+    update does not install or update other apps)."""
+    problems = []
+    for dep, range_text in sorted(manifest.dependencies.items()):
+        row = find_installation(session, org, dep)
+        if row is None or row.state is not InstallState.ACTIVE:
+            problems.append(
+                Problem(
+                    f"{manifest.id} {manifest.version} depends on {dep} {range_text}, which is "
+                    f"not installed in {org.slug}",
+                    location=f"dependencies.{dep}",
+                    hint=f"install {dep}@{range_text} first, then update",
+                )
+            )
+        elif not parse_range(range_text).contains(row.version):
+            problems.append(
+                Problem(
+                    f"{manifest.id} {manifest.version} needs {dep} {range_text}, but {org.slug} "
+                    f"has {dep} {row.version}",
+                    location=f"dependencies.{dep}",
+                    hint=f"update {dep} first (`apprt update {dep}@{range_text} --org "
+                    f"{org.slug}`), or ask for an older version of {manifest.id}",
+                )
+            )
+    return problems
+
+
+def choose_update(
+    session: Session,
+    org: Organization,
+    row: Installation,
+    newer: list[AppVersion],
+    platform_version: str = PLATFORM_API_VERSION,
+) -> Compatible:
+    """The newest of ``newer`` that runs on this platform, keeps the ranges of the
+    installed apps depending on it, and whose own dependencies the installed apps
+    satisfy; each refusal names the app and the range."""
+    fitting = [v for v in newer if not dependency_problems(session, org, _manifest_of(v))]
+    if not fitting:
+        # Platform or dependents refuse first when they are the reason (named there).
+        choose_compatible(session, org, row.app_id, newer, platform_version)
+        raise IncompatibleError(
+            dependency_problems(session, org, _manifest_of(newer[0])),
+            title="dependencies not satisfied",
+        )
+    compatible = choose_compatible(session, org, row.app_id, fitting, platform_version)
+    manifest = _manifest_of(compatible.version)
+    if manifest.tenancy.value != row.tenancy or (manifest.backend is not None) != row.has_backend:
+        what = (
+            f"tenancy {row.tenancy} -> {manifest.tenancy.value}"
+            if manifest.tenancy.value != row.tenancy
+            else ("a backend added" if manifest.backend is not None else "its backend removed")
+        )
+        raise IncompatibleError.one(
+            f"{row.app_id} {compatible.version.version} changes how it runs ({what}); an "
+            "update keeps the instance",
+            location="tenancy" if "tenancy" in what else "backend",
+            hint=f"uninstall {row.app_id} (its data is retained) and install the new version",
+        )
+    return compatible
+
+
+def planned_update(row: AppVersion) -> PlannedApp:
+    return PlannedApp(
+        app_id=row.app_id,
+        version=row.version,
+        sha256=row.sha256,
+        size=row.size,
+        manifest=_manifest_of(row),
+        requested=True,
+        manifest_text=row.manifest_text,
+    )
+
+
+def new_permissions(row: Installation, manifest: Manifest) -> list[str]:
+    """The permissions ``manifest`` declares that the installation was not granted."""
+    granted = set(row.grants or [])
+    return [p.permission for p in manifest.permissions if p.permission not in granted]
+
+
+def update_grants(
+    row: Installation,
+    planned: PlannedApp,
+    *,
+    accept_all: bool,
+    consent: Mapping[str, Iterable[str]] | None,
+) -> list[str]:
+    """The grants of the new version: everything it declares, once the permissions new
+    since the installed version are consented to (``accept_all``, or ``consent``)."""
+    given = {k: set(v) for k, v in (consent or {}).items()}
+    ok = given.get(planned.app_id, set()) | given.get("*", set())
+    problems = []
+    for perm in new_permissions(row, planned.manifest):
+        if accept_all or perm in ok:
+            continue
+        request = next(r for r in planned.manifest.permissions if r.permission == perm)
+        reason = f" ({request.reason})" if request.reason else ""
+        problems.append(
+            Problem(
+                f"{planned.app_id} {planned.version} asks for {perm!r}{reason}, new since "
+                f"{row.version}, which was not consented to",
+                location=f"consent.{planned.app_id}",
+                hint="review the new permissions (`apprt update` without --accept-permissions, "
+                "or GET .../apps/{app}/update), then consent with --accept-permissions",
+            )
+        )
+    if problems:
+        raise ConsentRequiredError(problems, title="consent required")
+    return list(planned.permissions)
+
+
+def carry_config(
+    row: Installation, manifest: Manifest, given: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The organization's settings for the new version: the installed ones it still
+    knows, ``given`` over them, the new defaults for the rest; validated."""
+    properties = manifest.config.get("properties", {})
+    open_schema = manifest.config.get("additionalProperties") is True
+    kept = {k: v for k, v in (row.config or {}).items() if open_schema or k in properties}
+    unknown = [] if open_schema else sorted(set(given or {}) - set(properties))
+    if unknown:
+        known = ", ".join(sorted(properties)) or "none"
+        raise InvalidConfigError(
+            [
+                Problem(
+                    f"{manifest.id} {manifest.version} has no setting {key!r}",
+                    location=f"config.{key}",
+                    hint=f"its settings are: {known}",
+                )
+                for key in unknown
+            ],
+            title=f"invalid settings for {manifest.id}",
+        )
+    return validate_config(manifest, {**kept, **dict(given or {})})
 
 
 # -- the in-memory view for the hot path ---------------------------------------------

@@ -13,6 +13,12 @@ route                                                       who         what
                                                                         settings schema
 ``POST /api/v1/orgs/{org}/installations``                   org admin   install: 202 + job
 ``DELETE /api/v1/orgs/{org}/installations/{app}``           org admin   uninstall: 202 + job
+``GET  /api/v1/orgs/{org}/apps/{app}/update``               org admin   what updating to
+                                                                        the newest version
+                                                                        in ``range`` does:
+                                                                        version, new
+                                                                        permissions, settings
+``POST /api/v1/orgs/{org}/apps/{app}/update``               org admin   update: 202 + job
 ==========================================================  ==========  ===================
 
 A request is checked at once (unknown app or version, range, compatibility,
@@ -37,25 +43,35 @@ from apprt.db.dependencies import DbSession
 from apprt.install.errors import InstallError
 from apprt.install.models import Installation, InstallState
 from apprt.install.services import (
+    Compatible,
     PlannedApp,
+    carry_config,
     check_not_installed,
     check_quota,
     check_uninstallable,
     choose_compatible,
+    choose_update,
     consent_items,
     get_installation,
     grants_for,
     installations_of,
+    new_permissions,
+    newer_versions,
     pick_versions,
     plan_dependencies,
+    planned_update,
     settle,
+    updatable,
+    update_grants,
     validate_config,
 )
 from apprt.install.steps import INSTALL, UNINSTALL, InstallEnv
+from apprt.install.update import UPDATE
 from apprt.jobs.engine import JobRunner
 from apprt.registry.services import queries
 
-router = APIRouter(prefix="/api/v1/orgs/{org}/installations", tags=["installations"])
+installations = APIRouter(prefix="/api/v1/orgs/{org}/installations", tags=["installations"])
+apps = APIRouter(prefix="/api/v1/orgs/{org}/apps", tags=["installations"])
 
 
 class InstallIn(BaseModel):
@@ -84,6 +100,35 @@ class JobAccepted(BaseModel):
     plan: list[dict[str, Any]]
     notices: list[dict[str, str]]
     url: str
+
+
+class UpdateIn(BaseModel):
+    range: str = Field("*", description="npm range to update within (default: the newest)")
+    accept_permissions: bool = Field(
+        False, description="Consent to every permission the new version adds"
+    )
+    consent: dict[str, list[str]] | None = Field(
+        None, description="Permissions consented to, per app id ('*': every app)"
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings to change, over the installed ones (the rest carried over)",
+    )
+
+
+class UpdatePreview(BaseModel):
+    app: str
+    from_version: str
+    version: str
+    #: Permissions the new version declares that the installed one was not granted.
+    new_permissions: list[dict[str, Any]]
+    permissions: list[str]
+    config: dict[str, Any]
+    notices: list[dict[str, str]]
+
+
+class UpdateAccepted(JobAccepted):
+    from_version: str
 
 
 class InstallationOut(BaseModel):
@@ -212,7 +257,7 @@ def _submit(
     return job.id
 
 
-@router.get("", summary="The organization's installed apps")
+@installations.get("", summary="The organization's installed apps")
 def list_installations(
     org: str, request: Request, user: CurrentUser, session: DbSession
 ) -> list[InstallationOut]:
@@ -221,7 +266,7 @@ def list_installations(
     return [_out(env, org, settle(session, row)) for row in installations_of(session, organization)]
 
 
-@router.get("/{app}", summary="One installed app: version, state, settings, grants, health")
+@installations.get("/{app}", summary="One installed app: version, state, settings, grants, health")
 def get_installation_route(
     org: str, app: str, request: Request, user: CurrentUser, session: DbSession
 ) -> InstallationDetail:
@@ -255,7 +300,7 @@ def get_installation_route(
     return InstallationDetail(**out.model_dump(), notices=notices, instance=instance)
 
 
-@router.get("/{app}/consent", summary="What installing the app asks for (before installing)")
+@installations.get("/{app}/consent", summary="What installing the app asks for (before installing)")
 def consent_route(
     org: str,
     app: str,
@@ -279,7 +324,7 @@ def consent_route(
     )
 
 
-@router.post("", status_code=202, summary="Install an app (a job; follow its events)")
+@installations.post("", status_code=202, summary="Install an app (a job; follow its events)")
 def install_route(
     org: str,
     body: InstallIn,
@@ -327,7 +372,9 @@ def install_route(
     )
 
 
-@router.delete("/{app}", status_code=202, summary="Uninstall an app (a job; data is retained)")
+@installations.delete(
+    "/{app}", status_code=202, summary="Uninstall an app (a job; data is retained)"
+)
 def uninstall_route(
     org: str,
     app: str,
@@ -360,3 +407,96 @@ def uninstall_route(
         notices=[],
         url=row.url,
     )
+
+
+# -- update ------------------------------------------------------------------------------
+
+
+def _update_plan(
+    session: Session, org: Organization, app: str, range_text: str, config: dict[str, Any]
+) -> tuple[Installation, PlannedApp, Compatible, dict[str, Any]]:
+    row = updatable(session, org, app)
+    newer = newer_versions(session, org, row, range_text)
+    compatible = choose_update(session, org, row, newer)
+    planned = planned_update(compatible.version)
+    check_quota(session, org, [planned], replacing=row)
+    return row, planned, compatible, carry_config(row, planned.manifest, config)
+
+
+@apps.get("/{app}/update", summary="What updating the app does (before updating)")
+def update_preview_route(
+    org: str,
+    app: str,
+    user: CurrentUser,
+    session: DbSession,
+    range_: Annotated[str, Query(alias="range")] = "*",
+) -> UpdatePreview:
+    organization = org_for(session, user, org, need=OrgRole.ORG_ADMIN)
+    row, planned, compatible, config = _update_plan(session, organization, app, range_, {})
+    new = set(new_permissions(row, planned.manifest))
+    return UpdatePreview(
+        app=app,
+        from_version=row.version,
+        version=planned.version,
+        new_permissions=[
+            {"permission": r.permission, "reason": r.reason, "sensitive": r.parsed.sensitive}
+            for r in planned.manifest.permissions
+            if r.permission in new
+        ],
+        permissions=planned.permissions,
+        config=config,
+        notices=compatible.notices,
+    )
+
+
+@apps.post("/{app}/update", status_code=202, summary="Update an app (a job; follow its events)")
+def update_route(
+    org: str,
+    app: str,
+    body: UpdateIn,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: DbSession,
+) -> UpdateAccepted:
+    organization = org_for(session, user, org, need=OrgRole.ORG_ADMIN)
+    row, planned, compatible, _config = _update_plan(
+        session, organization, app, body.range, body.config
+    )
+    update_grants(row, planned, accept_all=body.accept_permissions, consent=body.consent)
+    if row.has_backend:
+        _env(request).require_supervisor()
+    runner = _runner(request)
+    if UPDATE not in runner.kinds:
+        raise InstallError.one("the install engine is not running", title="unavailable")
+    params = {
+        "org": org,
+        "org_id": organization.id,
+        "app": app,
+        "range": body.range,
+        "config": body.config,
+        "accept_permissions": body.accept_permissions,
+        "consent": body.consent,
+        "actor": user.name,
+        "previous_job_id": row.job_id,
+    }
+    from_version = row.version
+    job_id = _submit(runner, session, UPDATE, params, f"{org}/{app}", user.name, organization)
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    return UpdateAccepted(
+        job_id=job_id,
+        job=f"/api/v1/jobs/{job_id}",
+        events=f"/api/v1/jobs/{job_id}/events",
+        app=app,
+        version=planned.version,
+        from_version=from_version,
+        plan=[planned.as_dict()],
+        notices=compatible.notices,
+        url=row.url,
+    )
+
+
+#: The component's routes: installations, and the update of an installed app.
+router = APIRouter()
+router.include_router(installations)
+router.include_router(apps)
