@@ -1,4 +1,5 @@
-"""``apprt runtime``: the state of app instances, and suspending, waking, restarting them."""
+"""``apprt runtime``: the state of app instances, the limits they hit, the sandbox driver,
+and suspending, waking, restarting them."""
 
 from __future__ import annotations
 
@@ -68,9 +69,79 @@ def state(
     for row in data["history"][-20:]:
         history.add_row(row["at"], row["from_state"] or "", row["to_state"], row["reason"])
     console.print(history)
+    if data.get("limit_events"):
+        console.print(_limits_table(data["limit_events"][:10]))
     if data.get("failure_log"):
         console.print("[bold red]last output before it failed:[/]")
         console.print(data["failure_log"].rstrip()[-2000:], markup=False, highlight=False)
+
+
+def _limits_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("last", "first", "limit", "hits", "org", "version", "detail", title="limits hit")
+    for row in rows:
+        table.add_row(
+            row["last_at"],
+            row["first_at"],
+            row["kind"],
+            str(row["count"]),
+            row["org"] or "*",
+            row["version"],
+            row["detail"],
+        )
+    return table
+
+
+@cli.command("limits")
+def limits(
+    org: str = OrgArg,
+    app_id: str = AppArg,
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="Rows to show."),
+    url: str = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Limits an app hit, newest first: memory (OOM kill), pids (fork refused), cpu
+    (throttled), storage (data volume full), request_timeout (504), egress (refused)."""
+    rows = call(
+        url,
+        token,
+        "GET",
+        f"/api/v1/runtime/apps/{org}/{app_id}/limit-events",
+        params={"limit": limit},
+        as_json=as_json,
+    )
+    if as_json:
+        print_json(rows)
+    elif not rows:
+        console.print(f"{org}/{app_id} hit no limit")
+    else:
+        console.print(_limits_table(rows))
+
+
+@cli.command("driver")
+def driver(
+    url: str = UrlOption,
+    token: str | None = TokenOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The sandbox driver: its health and which limits it enforces on this host."""
+    data = call(url, token, "GET", "/api/v1/runtime/driver", as_json=as_json)
+    if as_json:
+        print_json(data)
+        return
+    health = "[green]healthy[/]" if data["healthy"] else "[red]unhealthy[/]"
+    console.print(f"driver [bold]{data['name']}[/]: {health}, {data['detail']}")
+    table = Table("capability", "enforced")
+    for name, enforced in data["capabilities"].items():
+        table.add_row(name, "[green]yes[/]" if enforced else "[red]no[/]")
+    console.print(table)
+    if data["allow_untrusted"]:
+        console.print(
+            "[bold red]untrusted apps run even where these limits are not enforced[/] "
+            "(allowed by the operator)"
+        )
+    for key, value in sorted(data.get("attributes", {}).items()):
+        console.print(f"  {key}: {value}", markup=False, highlight=False)
 
 
 def _action(name: str, org: str, app_id: str, url: str, token: str | None, as_json: bool) -> None:

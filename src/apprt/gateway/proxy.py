@@ -17,7 +17,8 @@ A raw ASGI app (no router, no dependency injection on the hot path). Per request
    identity headers and ``x-forwarded-*`` are added; the body streams both ways
    (nothing buffered beyond one read); no response head within ``request_timeout_s`` is
    a 504, and so is a silence as long in the middle of the body (the connection is then
-   cut, the status already sent).
+   cut, the status already sent); each is recorded as a ``request_timeout`` limit event
+   of the instance (``Supervisor.note_limit``).
 
 Errors made here are ``application/problem+json`` like the rest of the API; the app's
 own error responses pass through untouched. WebSocket requests follow the same steps,
@@ -571,6 +572,13 @@ class Gateway:
             return head.status
         except TimeoutError:
             await self._body_error(body_task)
+            self.supervisor.note_limit(
+                slot,
+                "request_timeout",
+                f"{method} {scope['path']} got no answer within {timeout:g} s "
+                "(request_timeout_s): 504",
+                org=org,
+            )
             raise AppTimeoutError(
                 f"{slot.app_id} did not answer within {timeout:g} s (its request_timeout_s)",
                 hint="the app must answer faster, or raise resources.request_timeout_s",

@@ -13,6 +13,8 @@ and the driver's ``stats`` when Prometheus scrapes, by :class:`InstanceCollector
                                             restart, update, recover)
 ``apprt_cold_start_duration_seconds``       time from the start decision to Running
 ``apprt_instance_crashes_total``            sandbox exits that were not asked for
+``apprt_limit_events_total``                limit hits by org, app and kind (memory, pids,
+                                            cpu, storage, request_timeout, egress)
 ``apprt_instance_state``                    1 for the instance's state, 0 for the others
 ``apprt_instances``                         instances per state
 ``apprt_instance_memory_bytes``             memory in use (cgroup), and its limit
@@ -159,6 +161,13 @@ class Metrics:
         self.crashes = Counter(
             "apprt_instance_crashes", "Sandbox exits nobody asked for", ["org", "app"], registry=r
         )
+        self.limit_events = Counter(
+            "apprt_limit_events",
+            "Limits an instance hit: memory (OOM kill), pids (fork refused), cpu (throttled), "
+            "storage (data volume full), request_timeout (504), egress (host refused)",
+            ["org", "app", "kind"],
+            registry=r,
+        )
         self.instances = InstanceCollector(states)
         r.register(self.instances)
         self._request_children: dict[tuple[str, str], tuple[list[Any], Any]] = {}
@@ -185,6 +194,9 @@ class Metrics:
 
     def crash(self, org: str, app: str) -> None:
         self.crashes.labels(org, app).inc()
+
+    def limit_event(self, org: str, app: str, kind: str, count: int = 1) -> None:
+        self.limit_events.labels(org, app, kind).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

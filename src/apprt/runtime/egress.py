@@ -14,7 +14,8 @@ the sandbox as ``$APPRT_EGRESS_SOCKET``). The proxy, on the platform side:
 * limits throughput to the manifest's ``bandwidth_kbps`` with a token bucket per
   direction (upload and download each get the full rate; ``0`` means no egress);
 * logs every connection (structlog ``egress.connection``: app, org, instance, target,
-  decision, bytes each way, duration).
+  decision, bytes each way, duration), and reports each refusal to ``on_refused``
+  (the platform records it as an ``egress`` limit event of the instance).
 
 Usage (in the platform's event loop)::
 
@@ -37,7 +38,7 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
@@ -114,6 +115,7 @@ class EgressProxy:
         socket_mode: int = 0o666,
         socket_uid: int | None = None,
         allow_private_for_hostnames: bool = False,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.grants = _grant_list(grants)
@@ -122,6 +124,7 @@ class EgressProxy:
         self.socket_mode = socket_mode
         self.socket_uid = socket_uid
         self.allow_private_for_hostnames = allow_private_for_hostnames
+        self.on_refused = on_refused  # (target, why): a limit event for the supervisor
         rate = bandwidth_kbps * 1000 / 8
         self.upload = TokenBucket(rate) if rate > 0 else None
         self.download = TokenBucket(rate) if rate > 0 else None
@@ -170,6 +173,13 @@ class EgressProxy:
             addresses = [a for a in addresses if ipaddress.ip_address(a).is_global]
         return addresses
 
+    def _refused(self, target: str, why: str) -> None:
+        if self.on_refused is not None:
+            try:
+                self.on_refused(target, why)
+            except Exception:
+                log.exception("egress.on_refused_failed", target=target)
+
     # -- connection -----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -211,18 +221,19 @@ class EgressProxy:
                     if grant is None
                     else "the app's bandwidth_kbps is 0 (no egress)"
                 )
+                self._refused(target, why)
                 await self._reply(writer, 403, why)
                 return
             addresses = await self._resolve(host, port)
             if not addresses:
                 decision = "refused"
                 self.refused += 1
-                await self._reply(
-                    writer,
-                    403,
+                why = (
                     f"{host} resolves to no public address (private and loopback addresses "
-                    "are reachable only through a grant naming the IP)",
+                    "are reachable only through a grant naming the IP)"
                 )
+                self._refused(target, why)
+                await self._reply(writer, 403, why)
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(

@@ -65,6 +65,9 @@ class EgressProxies:
                 grants,
                 bandwidth_kbps=slot.resources.bandwidth_kbps,
                 labels={"app": slot.app_id, "org": slot.org or "", "instance": slot.id},
+                on_refused=lambda target, why: self.supervisor.note_limit(
+                    slot, "egress", f"connection to {target} refused: {why}"
+                ),
             )
             self._proxies[run_dir] = proxy
         future = asyncio.run_coroutine_threadsafe(proxy.start(), self._loop)

@@ -29,7 +29,14 @@ What it does on its own (one watch loop, every ``runtime_watch_interval_s``):
   timeout (policy per app and org, else ``idle_timeout_s``) is suspended: its process
   stops, its data stays. The next request (:meth:`Supervisor.ensure_running`) wakes
   it; concurrent requests wait on the same wake;
-* **logs**: each instance's log file is rotated past ``instance_log_max_bytes``.
+* **logs**: each instance's log file is rotated past ``instance_log_max_bytes``;
+* **limits**: the driver's limit counters (OOM kills, refused forks, CPU throttling, a
+  full data volume) are polled and their hits recorded (:mod:`apprt.runtime.limits`),
+  like the gateway's timeouts and the egress proxy's refusals (:meth:`note_limit`).
+
+Deploying (or updating to) an untrusted app whose resources need a limit the driver
+cannot enforce here (``driver.capabilities()``) is refused, unless the operator allowed
+it (``driver.allow_untrusted``); :meth:`Supervisor.driver_info` says what it enforces.
 
 On start, :meth:`Supervisor.start` re-adopts the sandboxes a previous platform process
 left running (``driver.recover`` with the persisted handles): none is restarted.
@@ -54,6 +61,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -66,8 +74,16 @@ from apprt.db.base import utcnow
 from apprt.db.engine import session_scope
 from apprt.errors import ApprtError, Problem
 from apprt.manifest import Manifest, Resources, Tenancy
-from apprt.runtime.drivers.base import Driver, ExitResult, TaskConfig, TaskHandle, TaskStats
+from apprt.runtime.drivers.base import (
+    Driver,
+    ExitResult,
+    TaskConfig,
+    TaskHandle,
+    TaskStats,
+    missing_capabilities,
+)
 from apprt.runtime.lifecycle import LIVE_STATES, State, check_transition, record_transition
+from apprt.runtime.limits import POLL_INTERVAL_S, LimitEventInfo, LimitRecorder
 from apprt.runtime.logs import InstanceLog
 from apprt.runtime.models import IdlePolicy, Instance, Route, Transition
 from apprt.settings import Settings
@@ -482,6 +498,8 @@ class Supervisor:
         self._last_flush = time.monotonic()
         self._closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.limits = LimitRecorder(sessions, metrics)
+        self._limits_polled = 0.0
 
     def run_sync(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
         """Run one of the coroutines above from a worker thread (e.g. a job step).
@@ -829,6 +847,78 @@ class Supervisor:
             )
         return out
 
+    # -- limits and capabilities ---------------------------------------------------
+
+    def capability_problems(self, spec: DeploySpec) -> list[Problem]:
+        """Why ``spec`` cannot run on this driver: limits it needs and the driver lacks."""
+        missing = missing_capabilities(self.driver.capabilities(), spec.resources)
+        if not missing or spec.trusted:
+            if missing:
+                log.warning(
+                    "runtime.limits_not_enforced", app=spec.app_id, driver=self.driver.name,
+                    missing=missing, why="trusted app",
+                )  # fmt: skip
+            return []
+        if self.driver.allow_untrusted:
+            log.warning(
+                "runtime.limits_not_enforced", app=spec.app_id, driver=self.driver.name,
+                missing=missing, why="the operator allows untrusted apps on this driver",
+            )  # fmt: skip
+            return []
+        return [
+            Problem(
+                f"{spec.app_id} {spec.version} is not trusted and needs "
+                f"{', '.join(m.replace('_', ' ') for m in missing)}, which the "
+                f"{self.driver.name} driver cannot enforce here",
+                location="resources",
+                hint="run the platform with the bwrap driver (APPRT_RUNTIME_DRIVER=bwrap) on a "
+                "host where its fingerprint is healthy (`apprt runtime driver` shows what it "
+                "enforces), or, for development only, mark the app trusted or allow untrusted "
+                "apps on the process driver (APPRT_ALLOW_UNTRUSTED_PROCESS_DRIVER=1)",
+            )
+        ]
+
+    def driver_info(self) -> dict[str, Any]:
+        """The driver's name, fingerprint and capabilities (blocking: call from a thread)."""
+        fingerprint = self.driver.fingerprint()
+        return {
+            "name": self.driver.name,
+            "healthy": fingerprint.healthy,
+            "detail": fingerprint.detail,
+            "attributes": fingerprint.attributes,
+            "capabilities": asdict(self.driver.capabilities()),
+            "allow_untrusted": self.driver.allow_untrusted,
+        }
+
+    def note_limit(self, slot: Slot, kind: str, detail: str, *, org: str | None = None) -> None:
+        """Record a limit hit seen outside the driver (gateway timeout, egress refused).
+
+        Call from the event loop; the record is written in the background.
+        """
+        with contextlib.suppress(RuntimeError):  # executor shut down: closing
+            self._pool.submit(self._record_limit, slot, kind, detail, org)
+
+    def _record_limit(self, slot: Slot, kind: str, detail: str, org: str | None) -> None:
+        try:
+            self.limits.record(slot, kind, 1, detail, org=org)
+        except Exception:
+            log.exception("runtime.limit_record_failed", instance=slot.id, kind=kind)
+
+    def _poll_limits(self, slot: Slot | None, handle: TaskHandle) -> None:
+        """Record what the driver's limit counters for ``handle`` added (blocking)."""
+        if slot is None:
+            return
+        try:
+            self.limits.poll(slot, handle, self.driver.limit_events(handle))
+        except Exception:
+            log.exception("runtime.limit_poll_failed", instance=slot.id)
+
+    async def limit_events(
+        self, instance_id: str, *, org: str | None = None, limit: int = 100
+    ) -> list[LimitEventInfo]:
+        """An instance's limit events, newest first (``org``: those of its requests only)."""
+        return await self._io(partial(self.limits.list, instance_id, org=org, limit=limit))
+
     # -- deploy / uninstall --------------------------------------------------------
 
     async def deploy(self, spec: DeploySpec) -> InstanceInfo:
@@ -837,7 +927,7 @@ class Supervisor:
         Idempotent for the same app, organization and version. A different version of an
         app already deployed for the organization is refused: use :meth:`update`.
         """
-        problems = spec.problems()
+        problems = spec.problems() + self.capability_problems(spec)
         if problems:
             raise InvalidDeploySpecError(problems, title="cannot deploy")
         if spec.tenancy is Tenancy.shared:
@@ -956,6 +1046,7 @@ class Supervisor:
                 self._released(handle)
             await self._persist(slot, handle=None, removed_at=utcnow())
             self.slots.pop(slot.id, None)
+            self.limits.forget(slot.id)
             if purge:
                 await self._io(shutil.rmtree, self.root / slot.id, True)
             slot.notify()
@@ -996,7 +1087,9 @@ class Supervisor:
         config = self._task_config(slot, self.run_root / f"{slot.id}-{secrets.token_hex(3)}")
         self._starting(slot, config.run_dir)  # start listeners (the platform API socket)
         try:
-            return self.driver.start(config)
+            handle = self.driver.start(config)
+            self.limits.started(handle)
+            return handle
         except BaseException:
             self._released_socket(config.run_dir / "ingress.sock")  # undo the start listeners
             shutil.rmtree(config.run_dir, ignore_errors=True)
@@ -1027,6 +1120,7 @@ class Supervisor:
 
     def _stop_and_destroy(self, handle: TaskHandle, timeout: float) -> ExitResult | None:
         result = None
+        self._poll_limits(self.slots.get(handle.instance_id), handle)  # before they go
         try:
             self.driver.stop(handle, timeout=timeout)
             result = self.driver.wait(handle, timeout=timeout)
@@ -1042,6 +1136,7 @@ class Supervisor:
         result: ExitResult | None = None
         with contextlib.suppress(Exception):
             result = self.driver.wait(handle, timeout=0)
+        self._poll_limits(self.slots.get(handle.instance_id), handle)  # an OOM kill ended it
         with contextlib.suppress(Exception):
             self.driver.destroy(handle)
         return result
@@ -1424,7 +1519,7 @@ class Supervisor:
         StartFailedError is raised. Installed or Suspended: the version is swapped,
         nothing starts. Failed: the new version is started.
         """
-        problems = spec.problems()
+        problems = spec.problems() + self.capability_problems(spec)
         if problems:
             raise InvalidDeploySpecError(problems, title="cannot update")
         slot = self._require(org, app_id)
@@ -1570,7 +1665,10 @@ class Supervisor:
     async def _tick(self) -> None:
         live = [(s, s.handle) for s in self.slots.values() if s.handle is not None]
         if live:
-            exited = await self._io(self._check, live)
+            limits = time.monotonic() - self._limits_polled >= POLL_INTERVAL_S
+            if limits:
+                self._limits_polled = time.monotonic()
+            exited = await self._io(self._check, live, limits)
             for slot, handle in exited:
                 self._spawn(self._on_exit(slot, handle), f"exit-{slot.id}")
         now = time.monotonic()
@@ -1587,11 +1685,15 @@ class Supervisor:
             self._last_flush = now
             await self._io(self._flush_requests, list(self.slots.values()))
 
-    def _check(self, live: list[tuple[Slot, TaskHandle | None]]) -> list[tuple[Slot, TaskHandle]]:
+    def _check(
+        self, live: list[tuple[Slot, TaskHandle | None]], limits: bool = False
+    ) -> list[tuple[Slot, TaskHandle]]:
         exited = []
         for slot, handle in live:
             if handle is None:
                 continue
+            if limits:
+                self._poll_limits(slot, handle)
             try:
                 running = self.driver.inspect(handle).running
             except Exception:

@@ -10,7 +10,9 @@ runtime is off, the reason is logged and every runtime route and app request ans
 Routes (``/api/v1/runtime``), organization-scoped like the rest of the API (strangers
 get 404): members read an app's state and history; org admins also read its logs and
 suspend, activate or restart it. A shared-tenancy instance serves several organizations,
-so its logs and controls are for the platform admin.
+so its logs and controls are for the platform admin. An app's state includes its latest
+limit events (``/limit-events`` lists more: :mod:`apprt.runtime.limits`);
+``/api/v1/runtime/driver`` says which driver runs sandboxes and what it enforces.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from apprt.db.dependencies import DbSession
 from apprt.errors import ApprtError, ForbiddenError, Problem
 from apprt.gateway.identity import load_or_create_secret
 from apprt.manifest import Tenancy
+from apprt.runtime.limits import LimitEventInfo
 from apprt.runtime.supervisor import (
     InstanceInfo,
     InstanceNotFoundError,
@@ -106,6 +109,22 @@ router = APIRouter(prefix="/api/v1/runtime", tags=["runtime"])
 
 class InstanceDetail(InstanceInfo):
     history: list[TransitionInfo]
+    limit_events: list[LimitEventInfo] = Field(
+        default_factory=list, description="The latest limits it hit, newest first"
+    )
+
+
+class DriverInfo(BaseModel):
+    name: str
+    healthy: bool
+    detail: str
+    capabilities: dict[str, bool] = Field(description="What the driver enforces on this host")
+    allow_untrusted: bool = Field(
+        description="The operator lets it run untrusted apps whose limits it cannot enforce"
+    )
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="What its fingerprint found (platform admin only)"
+    )
 
 
 class IdlePolicyIn(BaseModel):
@@ -169,7 +188,34 @@ async def instance_state(
 ) -> InstanceDetail:
     slot = await run_in_threadpool(_slot_for, supervisor, session, user, org, app_id, admin=False)
     history = await supervisor.history(slot.id)
-    return InstanceDetail(**supervisor.info(slot).model_dump(), history=history)
+    events = await supervisor.limit_events(slot.id, org=org, limit=20)
+    return InstanceDetail(
+        **supervisor.info(slot).model_dump(), history=history, limit_events=events
+    )
+
+
+@router.get(
+    "/apps/{org}/{app_id}/limit-events",
+    summary="Limits an app's instance hit (memory, pids, cpu, storage, timeouts, egress)",
+)
+async def instance_limit_events(
+    org: str,
+    app_id: str,
+    supervisor: SupervisorDep,
+    session: DbSession,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[LimitEventInfo]:
+    slot = await run_in_threadpool(_slot_for, supervisor, session, user, org, app_id, admin=False)
+    return await supervisor.limit_events(slot.id, org=org, limit=limit)
+
+
+@router.get("/driver", summary="The sandbox driver: health and what it enforces here")
+async def driver_info(supervisor: SupervisorDep, user: CurrentUser) -> DriverInfo:
+    info = DriverInfo(**await run_in_threadpool(supervisor.driver_info))
+    if user.role is not Role.PLATFORM_ADMIN:
+        info.attributes = {}
+    return info
 
 
 @router.get(

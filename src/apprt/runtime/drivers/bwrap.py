@@ -857,10 +857,10 @@ class BwrapDriver(Driver):
             "pids": group.pids_limited() - int(base.get("pids", 0)),
             "cpu": group.throttled() - int(base.get("cpu", 0)),
         }
-        data_dir = handle.state.get("data_dir")
-        if data_dir and _volume.is_mounted(Path(data_dir)):
-            with contextlib.suppress(OSError):
-                st = os.statvfs(data_dir)
+        data = Path(handle.state.get("data_dir") or "/nonexistent")
+        with contextlib.suppress(OSError):  # a mount point (st_dev differs): its volume
+            if data.stat().st_dev != data.parent.stat().st_dev:
+                st = os.statvfs(data)
                 full = st.f_bavail * st.f_frsize < STORAGE_FULL_BYTES
                 key = (handle.instance_id, handle.pid)
                 with self._lock:
