@@ -278,21 +278,43 @@ COMPONENTS: tuple[str, ...] = (
 )
 
 
-def _load_components() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in COMPONENTS]
+#: What ``apprt registry serve`` runs: the registry alone (a subset of
+#: :data:`COMPONENTS`, in the same order). Accounts, because publishers and the
+#: platform admin authenticate with their tokens; the registry API; its TUF repository;
+#: content-addressed ``/blobs/``. No runtime, gateway, install engine or shell.
+REGISTRY_COMPONENTS: tuple[str, ...] = (
+    "apprt.accounts.views",
+    "apprt.registry.component",
+    "apprt.registry.tuf.component",
+    "apprt.registry.distribution",
+)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The platform's ASGI app; nothing touches disk until its lifespan starts."""
+def _load_components(names: Sequence[str]) -> list[ModuleType]:
+    unknown = [name for name in names if name not in COMPONENTS]
+    if unknown:
+        raise ValueError(f"not platform components: {', '.join(unknown)} (see COMPONENTS)")
+    # Start-up order is the platform's, whatever order the subset was given in.
+    return [importlib.import_module(name) for name in COMPONENTS if name in names]
+
+
+def create_app(
+    settings: Settings | None = None, *, components: Sequence[str] = COMPONENTS
+) -> FastAPI:
+    """The platform's ASGI app; nothing touches disk until its lifespan starts.
+
+    ``components`` chooses which of :data:`COMPONENTS` the app is made of (e.g.
+    :data:`REGISTRY_COMPONENTS`); ``/healthz`` and ``/openapi.json`` are always there.
+    """
     settings = settings if settings is not None else Settings()
-    components = _load_components()
+    loaded = _load_components(components)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_start, app, settings)
         try:
             async with AsyncExitStack() as stack:
-                for component in components:
+                for component in loaded:
                     if hasattr(component, "lifespan"):
                         await stack.enter_async_context(component.lifespan(app))
                 yield
@@ -308,7 +330,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health_router)
-    for component in components:
+    for component in loaded:
         if hasattr(component, "router"):
             app.include_router(component.router)
     return app

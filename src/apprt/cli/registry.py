@@ -27,6 +27,7 @@ from apprt.cli._client import (
     call,
 )
 from apprt.cli._output import JsonOption, console, fail, fail_error, print_json
+from apprt.cli.serve import LogLevel, run_server
 from apprt.errors import ApprtError, Problem
 
 API = "/api/v1/registry"
@@ -209,16 +210,26 @@ def serve_registry(
     data_dir: Path | None = typer.Option(
         None, envvar="APPRT_DATA_DIR", file_okay=False, help="Data directory."
     ),
+    log_level: LogLevel = typer.Option(
+        LogLevel.INFO, envvar="APPRT_LOG_LEVEL", case_sensitive=False, help="Log level."
+    ),
 ) -> None:
-    """Run the registry: the same server as `apprt serve`.
+    """Run the registry alone: its API (/api/v1/registry), /blobs, /tuf and the accounts
+    its publishers and admin log in with; no runtime, gateway, installs or shell.
 
-    The registry is a component of the platform's one ASGI app (its API is under
-    /api/v1/registry); running it "alone" is running that app on a host that only
-    serves the registry: point installers and `apprt publish --url` at it.
+    It uses the same settings, data directory and database layout as `apprt serve`:
+    point installers and `apprt publish --url` at it.
     """
-    from apprt.cli.serve import serve
+    from apprt.server import REGISTRY_COMPONENTS
 
-    serve(port=port, host=host, data_dir=data_dir)
+    run_server(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        log_level=log_level,
+        components=REGISTRY_COMPONENTS,
+        what="apprt registry",
+    )
 
 
 @cli.command("status")

@@ -14,6 +14,7 @@ not pay a second of imports they never use.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,10 +55,24 @@ def serve(
     ] = LogLevel.INFO,
 ) -> None:
     """Start the platform (API, registry, runtime, shell)."""
+    run_server(host=host, port=port, data_dir=data_dir, log_level=log_level)
+
+
+def run_server(
+    *,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    log_level: LogLevel,
+    components: Sequence[str] | None = None,
+    what: str = "apprt",
+) -> None:
+    """Build the app from ``components`` (default: the whole platform, see
+    :data:`apprt.server.COMPONENTS`) and run it with uvicorn until a signal."""
     import uvicorn
 
     from apprt.logging import configure_logging
-    from apprt.server import create_app
+    from apprt.server import COMPONENTS, create_app
 
     overrides: dict[str, Any] = {"host": host, "port": port, "log_level": log_level.value}
     if data_dir is not None:
@@ -66,12 +81,12 @@ def serve(
 
     configure_logging(settings.log_level)
     shown_host = f"[{host}]" if ":" in host else host
-    console.print(f"apprt {__version__} listening on http://{shown_host}:{port}", highlight=False)
+    console.print(f"{what} {__version__} listening on http://{shown_host}:{port}", highlight=False)
     console.print(f"  data:        {escape(str(settings.data_dir))}", highlight=False)
     console.print(f"  admin token: {escape(str(settings.admin_token_path))}", highlight=False)
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, components=COMPONENTS if components is None else components),
         host=host,
         port=port,
         log_config=None,  # logging is ours, see apprt.logging
