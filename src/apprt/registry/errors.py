@@ -51,10 +51,16 @@ class ConflictError(RegistryError):
 
 
 class UploadTooLargeError(RegistryError):
-    """The upload is over the size limit (HTTP 413); nothing of it was kept."""
+    """The upload is over the size limit (HTTP 413); nothing of it was kept.
+
+    The answer carries ``Connection: close``: the rest of the body is never read, and
+    closing the connection is what stops the client sending it (otherwise the server
+    would read and discard the remaining bytes to reuse the connection).
+    """
 
     status_code: ClassVar[int] = 413
     default_title: ClassVar[str] = "upload too large"
+    headers: ClassVar[dict[str, str]] = {"Connection": "close"}
 
 
 class UnsupportedUploadError(RegistryError):

@@ -6,7 +6,8 @@ The request body is either the raw package (``application/octet-stream``, also
 ASGI receive channel, through :mod:`python_multipart`'s push parser for multipart,
 into :meth:`~apprt.blobs.BlobStore.put` running in a worker thread, which hashes
 and counts them and stops at the size limit: an oversize upload is cut after
-``max_bytes`` + 1 bytes were read, leaves nothing behind, and gets a 413. A
+``max_bytes`` + 1 bytes were read, leaves nothing behind, and gets a 413 with
+``Connection: close``, so the server stops reading and the client stops sending. A
 ``Content-Length`` over the limit is refused before any byte is read.
 """
 
