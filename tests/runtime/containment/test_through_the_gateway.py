@@ -248,3 +248,18 @@ def test_memory_hog_is_oom_killed_recorded_and_restarted(
         lambda: platform.supervisor.get(ORG, BAD_ID).state is State.RUNNING, 15, "the restart"
     )
     assert _result(_attack(platform, "/")) is True
+
+
+def test_the_cli_shows_the_limits_an_app_hit(platform: Platform, apprt: Callable[..., Any]) -> None:
+    assert _result(_attack(platform, "/egress?port=11")).startswith("HTTP/1.1 403")
+    _assert_recorded(platform, "egress")
+    auth = ("--url", platform.url, "--token", platform.token)
+    listed = apprt("runtime", "limits", ORG, BAD_ID, "--json", *auth)
+    assert listed.exit_code == 0, listed.stderr
+    assert "egress" in {e["kind"] for e in listed.json()}
+    table = apprt("runtime", "limits", ORG, BAD_ID, *auth)
+    assert "limits hit" in table.stdout and "egress" in table.stdout
+    state = apprt("runtime", "state", ORG, BAD_ID, *auth)
+    assert state.exit_code == 0 and "limits hit" in state.stdout
+    logs = apprt("logs", ORG, BAD_ID, "--tail", "1000", *auth)
+    assert "apprt: limit egress: connection to 127.0.0.1:11 refused" in logs.stdout
