@@ -50,6 +50,8 @@ STEPS = [step.name for step in INSTALL_KIND.steps]
 #: Steps with a compensation, undone in this order after a failing health check.
 UNDONE = ["configure", "deploy", "download", "sandbox", "allocate"]
 ORG = "acme"
+#: How long ``apprt serve`` may take to answer (seconds; a loaded CI machine is slow).
+STARTUP_TIMEOUT = 60
 
 
 def _free_port() -> int:
@@ -108,7 +110,7 @@ class Server:
         self.http = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_TIMEOUT
         while wait:
             if self.proc.poll() is not None:
                 raise AssertionError(f"apprt serve exited early:\n{log.read_text()[-3000:]}")
