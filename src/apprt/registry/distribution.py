@@ -10,6 +10,13 @@ the blob store in 1 MiB chunks, never read whole into memory.
 Errors are problem+json: a malformed digest is a ``400``, an unknown one a ``404``,
 and a range starting past the end a ``416`` with ``Content-Range: bytes */<size>``.
 
+A full ``GET /blobs/`` checks the bytes against the digest before sending them (up
+to :data:`VERIFY_BEFORE_SENDING`; larger blobs while streaming, aborting before the
+last chunk): a blob damaged on disk is a logged ``500`` "stored blob is corrupt"
+naming the digest, never a ``200`` with the wrong bytes. ``/tuf/targets/`` serves the
+bytes as stored: a TUF client checks every target's length and hashes against signed
+metadata itself, and must be the one to refuse a tampered file.
+
 :func:`blob_response` is shared with the TUF repository's ``/tuf/targets/`` route.
 
 SRI
@@ -65,6 +72,9 @@ log = structlog.get_logger(__name__)
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK_SIZE = 1 << 20
+#: Full downloads of ``/blobs/`` up to this size are hashed before the first byte is
+#: sent (a corrupt one is a 500 problem); larger ones while they stream.
+VERIFY_BEFORE_SENDING = 64 << 20
 SRI_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 router = APIRouter(tags=["distribution"])
@@ -277,17 +287,52 @@ def _stream(file: BinaryIO, first: int, length: int) -> Iterator[bytes]:
         file.close()
 
 
+def _check_whole(file: BinaryIO, digest: str) -> None:
+    """Hash ``file`` from its start; :class:`StoredBlobCorruptError` unless it is
+    ``digest``. Leaves the file at its start."""
+    hasher = hashlib.sha256()
+    file.seek(0)
+    _feed(hasher, file)
+    file.seek(0)
+    if hasher.hexdigest() != digest:
+        raise StoredBlobCorruptError(digest, f"its bytes hash to {hasher.hexdigest()}")
+
+
+def _stream_checked(file: BinaryIO, length: int, digest: str) -> Iterator[bytes]:
+    """The whole blob, hashed on the way; the last chunk is held back until the hash is
+    known, and on a mismatch the response is aborted instead (the client sees an
+    incomplete body, never a complete corrupt one)."""
+    hasher = hashlib.sha256()
+    held: bytes | None = None
+    for chunk in _stream(file, 0, length):
+        hasher.update(chunk)
+        if held is not None:
+            yield held
+        held = chunk
+    if hasher.hexdigest() != digest:
+        raise StoredBlobCorruptError(digest, f"its bytes hash to {hasher.hexdigest()}")
+    if held is not None:
+        yield held
+
+
 def blob_response(
     request: Request,
     store: BlobStore,
     digest: str,
     *,
     media_type: str = "application/octet-stream",
+    verify: bool = False,
 ) -> Response:
     """The (conditional, ranged, streamed) response for blob ``digest``.
 
     Raises :class:`~apprt.blobs.store.BlobError` (400) for a malformed digest and
     :class:`~apprt.blobs.store.BlobNotFoundError` (404) for an unknown one.
+
+    With ``verify``, a full ``GET`` checks the bytes against ``digest``: blobs up to
+    :data:`VERIFY_BEFORE_SENDING` bytes are hashed before anything is sent and a
+    mismatch is a :class:`StoredBlobCorruptError` (500 problem+json, logged); larger
+    ones are hashed while streaming and the connection is aborted before the last
+    chunk on a mismatch. Range requests are served unverified (a part cannot be).
     """
     digest = check_digest(digest)
     etag = f'"{digest}"'
@@ -312,12 +357,18 @@ def blob_response(
         if request.method == "HEAD":
             file.close()
             return Response(status_code=status, headers=headers, media_type=media_type)
+        body: Iterator[bytes]
+        if verify and status == 200 and size <= VERIFY_BEFORE_SENDING:
+            _check_whole(file, digest)
+            body = _stream(file, first, length)
+        elif verify and status == 200:
+            body = _stream_checked(file, length, digest)
+        else:
+            body = _stream(file, first, length)
     except BaseException:
         file.close()
         raise
-    return StreamingResponse(
-        _stream(file, first, length), status_code=status, headers=headers, media_type=media_type
-    )
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
 def _file_size(file: BinaryIO, store: BlobStore, digest: str) -> int:
@@ -358,6 +409,7 @@ def download_blob(
     request: Request,
 ) -> Response:
     """Blobs are immutable: strong ETag, ``Cache-Control: immutable``, ``If-None-Match``
-    (304) and single ``Range`` requests (206/416)."""
+    (304) and single ``Range`` requests (206/416). Full downloads are checked against
+    the digest: a blob damaged in storage is a 500 problem, never corrupt bytes."""
     store: BlobStore = request.app.state.blob_store
-    return blob_response(request, store, digest)
+    return blob_response(request, store, digest, verify=True)
