@@ -262,4 +262,4 @@ def test_the_cli_shows_the_limits_an_app_hit(platform: Platform, apprt: Callable
     state = apprt("runtime", "state", ORG, BAD_ID, *auth)
     assert state.exit_code == 0 and "limits hit" in state.stdout
     logs = apprt("logs", ORG, BAD_ID, "--tail", "1000", *auth)
-    assert "apprt: limit egress: connection to 127.0.0.1:11 refused" in logs.stdout
+    assert "apprt: limit egress: connection to 127.0.0.1:" in logs.stdout  # one line per 10 s
