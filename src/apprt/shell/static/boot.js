@@ -61,6 +61,16 @@
     importmap.nonce = nonce;
     importmap.textContent = JSON.stringify(state.map);
     document.head.append(importmap);
+    // The page's header policy trusts nonce'd scripts and, through 'strict-dynamic',
+    // whatever they load, from any origin (a browser ignores host sources beside
+    // 'strict-dynamic'). A second policy, enforced from here on, binds every further
+    // script to the platform's origin: the shell's modules and the apps'
+    // content-addressed ones are all there. (It comes after the inline import map,
+    // which 'self' would refuse: no inline script is allowed past this point.)
+    const originOnly = document.createElement("meta");
+    originOnly.httpEquiv = "Content-Security-Policy";
+    originOnly.content = "script-src 'self'";
+    document.head.append(originOnly);
     const main = document.createElement("script");
     main.type = "module";
     main.nonce = nonce;
