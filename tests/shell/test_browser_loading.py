@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.shell._platform import ShellPlatform, login
+from tests.shell._platform import PASSWORD, ShellPlatform, login
 from tests.shell.conftest import CRM, NOTES, SALES, Page
 
 TIMEOUT = 20_000  # ms, for what the browser waits on
@@ -191,4 +191,54 @@ def test_trusted_scripts_cannot_load_code_from_another_origin(
     page.goto(app_url(web, "acme", SALES))
     total = page.locator(f".app-container[data-app='{SALES}'] .total")
     assert total.inner_text(timeout=TIMEOUT) == "$263,000"
+    assert not web.errors
+
+
+# -- prefetched on idle --------------------------------------------------------------
+
+
+def test_the_launcher_prefetches_entries_when_the_browser_is_idle(web: Page) -> None:
+    page = web.page
+    page.goto(f"{web.url}/#/login")
+    # Signed in with the keyboard only: the pointer never enters the page, so no tile
+    # is hovered (a pointer left over the login button could land on a tile).
+    page.get_by_label("User name").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    page.locator(".tiles .tile").first.wait_for(timeout=TIMEOUT)
+    page.evaluate(
+        """() => { window.__touched = [];
+        for (const type of ["mouseover", "focusin"]) addEventListener(type, (e) => {
+          const tile = e.target.closest && e.target.closest(".tile");
+          if (tile) window.__touched.push(type + " " + tile.dataset.app); }, true); }"""
+    )
+    # The launcher prefetches up to eight of its apps (in-page ones that can load).
+    expected = page.evaluate(
+        """() => window.apprtShell.apps.filter((a) => a.frontend).slice(0, 8)
+          .filter((a) => a.entry && a.isolation === "shadow" && !a.error)
+          .map((a) => [a.app_id, a.entry, a.integrity])"""
+    )
+    assert len(expected) >= 3, expected
+    assert SALES in {app for app, _, _ in expected}
+    page.wait_for_function(
+        """(entries) => entries.every(([, entry]) =>
+          document.head.querySelector(`link[rel=modulepreload][href="${entry}"]`))""",
+        arg=expected,
+        timeout=TIMEOUT,
+    )
+    links = page.evaluate(
+        """() => [...document.head.querySelectorAll("link[rel=modulepreload]")]
+          .map((l) => [l.getAttribute("href"), l.integrity])"""
+    )
+    assert sorted(links) == sorted([entry, sri] for _, entry, sri in expected)
+    assert all(sri.startswith("sha256-") for _, sri in links)
+    # Fetched (each once), never run: no app is mounted, nothing was hovered.
+    deadline = time.monotonic() + 60
+    while any(not web.urls(entry) for _, entry, _ in expected):
+        assert time.monotonic() < deadline, "a prefetched entry was never requested"
+        page.wait_for_timeout(50)
+    assert all(len(web.urls(web.url + entry)) == 1 for _, entry, _ in expected)
+    assert page.locator(".app-host, .app-container").count() == 0
+    assert page.evaluate("window.__touched") == []
+    assert page.evaluate("window.apprtShell.monitor.current") is None
     assert not web.errors
