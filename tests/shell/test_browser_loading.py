@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.shell._platform import PASSWORD, ShellPlatform, login
+from tests.shell._platform import PASSWORD, TEST_APPS, ShellPlatform, login
 from tests.shell.conftest import CRM, NOTES, SALES, Page
 
 TIMEOUT = 20_000  # ms, for what the browser waits on
@@ -241,4 +241,52 @@ def test_the_launcher_prefetches_entries_when_the_browser_is_idle(web: Page) -> 
     assert page.locator(".app-host, .app-container").count() == 0
     assert page.evaluate("window.__touched") == []
     assert page.evaluate("window.apprtShell.monitor.current") is None
+    assert not web.errors
+
+
+# -- unmount(el) with a timeout ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exit_org(platform: ShellPlatform) -> str:
+    """An organization of its own with the app whose unmount never settles."""
+    platform.publish(TEST_APPS / "slow-unmount")
+    slug = platform.org("exit", "Exit Tests")
+    platform.ok(platform.http.put(f"/api/v1/orgs/{slug}/members/ada", json={"role": "org_admin"}))
+    platform.install(slug, SLOW_UNMOUNT)
+    return slug
+
+
+def test_an_unmount_that_never_settles_is_cut_loose_after_its_timeout(
+    platform: ShellPlatform, web: Page, exit_org: str
+) -> None:
+    page = web.page
+    login(page, web.url, "ada")
+    page.goto(app_url(web, exit_org, SLOW_UNMOUNT))
+    app = page.locator(f".app-container[data-app='{SLOW_UNMOUNT}']")
+    app.locator("p.mounted").wait_for(timeout=TIMEOUT)
+    timeout_ms = page.evaluate("window.apprtShell.loader.timeouts.unmount")
+    assert timeout_ms == 3000  # the documented default
+    page.get_by_role("link", name="Apps", exact=True).click()
+    # The shell goes on to the launcher, once the timeout has passed.
+    page.locator(".tiles .tile").first.wait_for(timeout=TIMEOUT)
+    waited = page.evaluate("performance.now() - window.__unmountCalledAt")
+    assert waited >= timeout_ms - 50, waited
+    assert page.locator(".app-host, .app-container").count() == 0
+    assert "unmount will hang" not in page.locator("#view").inner_text()
+    assert any(
+        "unmount" in line and SLOW_UNMOUNT in line for line in web.console if "warn" in line
+    ), web.console
+    # Reported like a mount timeout: a timeout error in /metrics and in the app's health.
+    page.evaluate("() => window.apprtShell.monitor.flush()")
+    health = wait_health(platform, exit_org, SLOW_UNMOUNT, "timeout")
+    assert health["last_error"] == "timeout: unmount: unmount took longer than 3 s"
+    labels = [f'org="{exit_org}"', f'app="{SLOW_UNMOUNT}"', 'kind="timeout"']
+    assert any(
+        line.startswith("apprt_frontend_errors_total{") and all(la in line for la in labels)
+        for line in platform.metrics().splitlines()
+    )
+    # The app opens again: a hung unmount does not wedge it.
+    page.locator(f".tile[data-app='{SLOW_UNMOUNT}']").click()
+    app.locator("p.mounted").wait_for(timeout=TIMEOUT)
     assert not web.errors

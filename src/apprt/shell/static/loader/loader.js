@@ -219,7 +219,9 @@ export class Loader {
         try {
           await withTimeout(Promise.resolve().then(() => mod.unmount?.(root)), this.timeouts.unmount, "unmount");
         } catch (error) {
+          // Cut loose: the shell goes on to the next view; the failure is reported.
           const kind = error instanceof LoadFailure ? "timeout" : "unmount";
+          console.warn(`apprt: ${app.app_id} unmount(el) failed (${error?.message || error}); the app was cut loose`);
           this.monitor.error(app.app_id, kind, `unmount: ${error?.message || error}`);
         }
         root.replaceChildren();
@@ -270,7 +272,10 @@ export class Loader {
       setRoute: (next) => frameHost.setRoute(next),
       unmount: async () => {
         const done = await frameHost.unmount();
-        if (!done) this.monitor.error(app.app_id, "timeout", "unmount did not finish in time");
+        if (!done) {
+          console.warn(`apprt: ${app.app_id} unmount(el) did not finish in time; the app was cut loose`);
+          this.monitor.error(app.app_id, "timeout", "unmount did not finish in time");
+        }
         controller.abort();
         iframe.remove();
       },
