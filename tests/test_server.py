@@ -3,14 +3,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,6 +21,7 @@ from apprt.errors import ApprtError
 from apprt.logging import configure_logging
 from apprt.server import create_app
 from apprt.settings import Settings
+from tests._serve import running_server
 from tests.conftest import CliResult
 
 PROBLEM_JSON = "application/problem+json"
@@ -223,55 +219,10 @@ def test_logging_rejects_unknown_levels(restore_logging: None) -> None:
 
 # -- end to end: the real `apprt serve` ---------------------------------------------
 
-STARTUP_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running_server(data_dir: Path, log: Path, **env: str) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    offset = log.stat().st_size if log.exists() else 0
-    with log.open("ab") as out:
-        argv = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "apprt", *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"apprt serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"apprt serve not up after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield base
-        proc.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises the signal it caught.
-        assert proc.wait(timeout=15) in (0, -signal.SIGTERM), log.read_text()
-        assert "Application shutdown complete" in log.read_text()[offset:]
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
 
 def _me(base: str, token: str) -> httpx.Response:
-    return httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.get(f"{base}/api/v1/me", headers=headers, timeout=30)
 
 
 def test_apprt_serve_end_to_end(tmp_path: Path, apprt: Callable[..., CliResult]) -> None:
@@ -280,9 +231,9 @@ def test_apprt_serve_end_to_end(tmp_path: Path, apprt: Callable[..., CliResult])
     token_file = data / "admin.token"
 
     with running_server(data, log) as base:
-        health = httpx.get(f"{base}/healthz").json()
+        health = httpx.get(f"{base}/healthz", timeout=30).json()
         assert health == {"status": "ok", "version": __version__, "database": "ok"}
-        assert "/api/v1/me" in httpx.get(f"{base}/openapi.json").json()["paths"]
+        assert "/api/v1/me" in httpx.get(f"{base}/openapi.json", timeout=30).json()["paths"]
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
         first = _me(base, token)

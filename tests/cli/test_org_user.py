@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._serve import running_server
 from tests.conftest import CliResult
-from tests.test_server import running_server
 
 
 def test_org_user_login_flow(

@@ -3,77 +3,18 @@ HTTP API of a real ``apprt serve`` on a loopback port."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from apprt.manifest import load_manifest
+from tests._serve import environment, serving
 from tests.conftest import CliResult
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 #: Publication order: sales-dashboard depends on crm-connector.
 ORDER = ["crm-connector", "team-notes", "sales-dashboard"]
-STARTUP_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def apprt_serve(data_dir: Path, log: Path) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apprt",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "APPRT_RUNTIME_DRIVER": "process"},
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"apprt serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"apprt serve not up after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield base
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def test_examples_are_published_through_the_api_by_the_cli(
@@ -92,7 +33,9 @@ def test_examples_are_published_through_the_api_by_the_cli(
         assert signed.exit_code == 0, signed.stderr
 
     data = tmp_path / "platform"
-    with apprt_serve(data, tmp_path / "serve.log") as base:
+    env = environment({"APPRT_RUNTIME_DRIVER": "process"})
+    with serving(data, env=env, log=tmp_path / "serve.log") as server:
+        base = server.url
         admin = ["--url", base, "--token", (data / "admin.token").read_text().strip()]
         created = apprt("registry", "publisher", "create", "example", *admin)
         assert created.exit_code == 0, created.stderr
@@ -132,7 +75,8 @@ def test_examples_are_published_through_the_api_by_the_cli(
         )
         assert [v["state"] for v in versions.json()] == ["published"]
         graph = httpx.get(
-            f"{base}/api/v1/registry/apps/com.example.sales-dashboard/versions/1.3.0/dependencies"
+            f"{base}/api/v1/registry/apps/com.example.sales-dashboard/versions/1.3.0/dependencies",
+            timeout=30,
         ).json()
         assert graph["install_order"] == [
             "com.example.crm-connector@1.2.0",

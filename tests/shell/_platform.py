@@ -12,10 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +29,7 @@ from apprt.package import (
     sign_package,
 )
 from apprt.settings import Settings
+from tests import _serve
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"
@@ -51,14 +48,6 @@ CHROMIUM_FLAGS = [
 PASSWORD = "correct horse battery staple"
 #: Test apps that bring their own (Preact 11) copy: taken from the team-notes example.
 PREACT_11 = EXAMPLES / "team-notes" / "frontend" / "vendor" / "preact"
-STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pack(app_dir: Path, out_dir: Path, key: Path) -> Path:
@@ -85,58 +74,31 @@ class ShellPlatform:
     def __init__(self, root: Path, **env: str) -> None:
         self.root = root
         self.data = root / "data"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "serve.log"
         self.admin_token = "apprt_" + os.urandom(24).hex()
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("APPRT_")},
+        defaults = {
             "APPRT_ADMIN_TOKEN": self.admin_token,
             "APPRT_RUNTIME_DRIVER": "process",
             "APPRT_ALLOW_UNTRUSTED_PROCESS_DRIVER": "true",
             "APPRT_RUNTIME_STOP_ON_SHUTDOWN": "true",
             "APPRT_IDLE_TIMEOUT_S": "0",
             "APPRT_LOG_LEVEL": "warning",
-            **env,
         }
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "apprt",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(self.data),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=environment,
-            )
+        environment = _serve.environment({**defaults, **env}, inherit_apprt=False)
+        self.server = _serve.ServeProcess(self.data, env=environment, log=self.log)
+        self.proc = self.server.proc
+        self.port = self.server.port
+        self.url = self.server.url
         self.http = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=60
         )
         try:
-            self._wait_up()
+            self.server.wait_healthy()
             self.keys = generate_keypair(root / "keys", "example")
             self.publisher = self._publisher()
         except BaseException:
             self.close()
             raise
-
-    def _wait_up(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"apprt serve exited:\n{self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"apprt serve is not up:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
 
     def _publisher(self) -> dict[str, str]:
         self.ok(self.http.post("/api/v1/registry/publishers", json={"name": "example"}))
@@ -256,13 +218,7 @@ class ShellPlatform:
 
     def close(self) -> None:
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.server.close()
         from tests.runtime._platform import kill_recorded
 
         with contextlib.suppress(Exception):

@@ -5,13 +5,7 @@ the server's files except those it is told to substitute (rollback, freeze attac
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,15 +22,7 @@ from apprt.db.engine import make_engine, session_factory, session_scope
 from apprt.registry.tuf.config import TufConfig
 from apprt.registry.tuf.repository import TufRepository
 from apprt.settings import Settings
-
-STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests._serve import environment, serving
 
 
 @dataclass
@@ -61,63 +47,28 @@ class Registry:
         return ref.digest, ref.size
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"apprt serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"apprt serve not up after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One ``apprt serve`` for the module (started once: a few seconds)."""
     root = tmp_path_factory.mktemp("tuf-serve")
     data_dir = root / "data"
-    log = root / "serve.log"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPRT_")}
-    env["APPRT_RUNTIME_DRIVER"] = "process"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "apprt", "serve", "--port", str(port), "--data-dir", data_dir],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    engine = None
-    try:
-        _wait_healthy(proc, base, log)
+    env = environment({"APPRT_RUNTIME_DRIVER": "process"}, inherit_apprt=False)
+    with serving(data_dir, env=env, log=root / "serve.log") as server:
         settings = Settings(data_dir=data_dir)
         engine = make_engine(settings)
-        sessions = session_factory(engine)
-        repo = TufRepository(sessions, settings, TufConfig())
-        yield Registry(
-            base=base,
-            data_dir=data_dir,
-            engine=engine,
-            sessions=sessions,
-            repo=repo,
-            blobs=LocalBlobStore(settings.resolved_blob_dir()),
-        )
-    finally:
-        if engine is not None:
+        try:
+            sessions = session_factory(engine)
+            repo = TufRepository(sessions, settings, TufConfig())
+            yield Registry(
+                base=server.url,
+                data_dir=data_dir,
+                engine=engine,
+                sessions=sessions,
+                repo=repo,
+                blobs=LocalBlobStore(settings.resolved_blob_dir()),
+            )
+        finally:
             engine.dispose()
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 MakeUpdater = Callable[..., Updater]
@@ -135,7 +86,7 @@ def make_updater(registry: Registry, tmp_path: Path) -> MakeUpdater:
         if not trusted_root.exists():
             # An installer ships this file; fetching it once stands in for that.
             metadata_dir.mkdir(parents=True)
-            root = httpx.get(f"{registry.base}/tuf/1.root.json", timeout=5.0)
+            root = httpx.get(f"{registry.base}/tuf/1.root.json", timeout=30.0)
             assert root.status_code == 200, root.text
             trusted_root.write_bytes(root.content)
         return Updater(
@@ -167,7 +118,7 @@ def mirror(registry: Registry) -> Iterator[Mirror]:
             body = state.overrides.get(self.path)
             status = 200
             if body is None:
-                upstream = httpx.get(f"{state.upstream}{self.path}", timeout=10.0)
+                upstream = httpx.get(f"{state.upstream}{self.path}", timeout=30.0)
                 status, body = upstream.status_code, upstream.content
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
@@ -186,4 +137,4 @@ def mirror(registry: Registry) -> Iterator[Mirror]:
     finally:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
+        thread.join(timeout=30)
