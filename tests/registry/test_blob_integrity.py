@@ -32,6 +32,12 @@ def _flip_a_byte(store: LocalBlobStore, digest: str, at: int) -> None:
     path.write_bytes(bytes(damaged))
 
 
+def _damaged(data: bytes, at: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[at] ^= 0x01
+    return bytes(damaged)
+
+
 def test_a_corrupt_blob_is_a_500_problem_not_its_bytes(
     app_client: TestClient, store: LocalBlobStore
 ) -> None:
@@ -55,15 +61,17 @@ def test_a_blob_too_large_to_check_first_is_cut_before_its_last_chunk(
     app_client: TestClient, store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(distribution, "VERIFY_BEFORE_SENDING", 1024)
-    digest = store.put_bytes(DATA * 3).digest  # three chunks of CHUNK_SIZE
-    assert app_client.get(f"/blobs/sha256/{digest}").content == DATA * 3  # intact: whole
+    monkeypatch.setattr(distribution, "CHUNK_SIZE", 4096)
+    data = DATA[: 3 * 4096]  # three chunks
+    digest = store.put_bytes(data).digest
+    assert app_client.get(f"/blobs/sha256/{digest}").content == data  # intact: whole
     _flip_a_byte(store, digest, 10)
 
     sent = []
     with pytest.raises(StoredBlobCorruptError):
-        for chunk in distribution._stream_checked(store.open(digest), len(DATA) * 3, digest):
+        for chunk in distribution._stream_checked(store.open(digest), len(data), digest):
             sent.append(chunk)
-    assert 0 < len(b"".join(sent)) < len(DATA) * 3  # never the complete (corrupt) body
+    assert b"".join(sent) == _damaged(data, 10)[: 2 * 4096]  # all but the last chunk
     # Through the route: the error comes after the headers, so the response is aborted
     # (a real client sees the connection close short of Content-Length).
     with pytest.raises(RuntimeError, match="response already started") as raised:
