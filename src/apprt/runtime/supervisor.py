@@ -873,8 +873,8 @@ class Supervisor:
                 location="resources",
                 hint="run the platform with the bwrap driver (APPRT_RUNTIME_DRIVER=bwrap) on a "
                 "host where its fingerprint is healthy (`apprt runtime driver` shows what it "
-                "enforces), or, for development only, mark the app trusted or allow untrusted "
-                "apps on the process driver (APPRT_ALLOW_UNTRUSTED_PROCESS_DRIVER=1)",
+                "enforces), or, for development only, allow untrusted apps on the process "
+                "driver (APPRT_ALLOW_UNTRUSTED_PROCESS_DRIVER=1)",
             )
         ]
 
