@@ -7,6 +7,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+from apprt.package import build_package
 from tests.conftest import CliResult
 
 Apprt = Callable[..., CliResult]
@@ -96,6 +97,24 @@ def test_validate_reports_file_problems_when_the_manifest_is_valid(
     assert result.exit_code == 1
     locations = sorted(p["location"] for p in result.json()["problems"])
     assert locations == ["backend.entry", "frontend.entry"]
+
+
+def test_validate_reads_the_frontend_entrys_exports_in_dirs_and_packages(
+    apprt: Apprt, tmp_path: Path
+) -> None:
+    app = tmp_path / "noexports"
+    assert apprt("app", "init", app).exit_code == 0
+    entry = app / "frontend" / "index.js"
+    entry.write_text(entry.read_text().replace("export function unmount", "function unmount"))
+    assert apprt("app", "pack", app, "-o", tmp_path / "x.apppkg").exit_code == 1  # refused
+    package = tmp_path / "noexports.apppkg"
+    build_package(app, package)  # the library packs it anyway: as a third-party tool might
+    for target in (app, package):
+        result = apprt("app", "validate", target, "--json")
+        assert result.exit_code == 1, result.stdout
+        problems = result.json()["problems"]
+        assert [(p["file"], p["location"]) for p in problems] == [("frontend/index.js", "exports")]
+        assert "unmount" in problems[0]["reason"]
 
 
 def test_validate_and_usage_exit_codes(apprt: Apprt, tmp_path: Path) -> None:

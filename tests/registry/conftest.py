@@ -127,7 +127,9 @@ def write_app(
     if frontend:
         toml += '\n[frontend]\nentry = "index.js"\n'
         (app / "frontend").mkdir()
-        (app / "frontend" / "index.js").write_text("export function mount(el) {}\n")
+        (app / "frontend" / "index.js").write_text(
+            "export function mount(el) {}\nexport function unmount(el) {}\n"
+        )
     if deps:
         toml += "\n[dependencies]\n" + deps
     (app / "app.toml").write_text(toml)

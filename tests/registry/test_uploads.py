@@ -223,6 +223,7 @@ def test_frontend_eval_and_budget(
     registry_config: Any,
 ) -> None:
     js = "export function mount(el) {\n  // eval( in a comment is fine\n  eval('1+1');\n}\n"
+    js += "export function unmount(el) {}\n"
     pkg = make_package(frontend=True, files={"frontend/index.js": js})
     job = rejected(client, upload(client, {}, pkg), 422)
     frontend = job["checks"][8]
@@ -231,6 +232,21 @@ def test_frontend_eval_and_budget(
     registry_config.frontend_budget = 10
     r = upload(client, {}, make_package(frontend=True))
     assert r.status_code == 422 and "budget" in r.text
+
+
+def test_a_frontend_entry_without_the_host_contract_is_refused(
+    client: TestClient, make_package: Callable[..., Path]
+) -> None:
+    js = "// export function unmount(el) {}\nexport default function mount(el) {}\n"
+    pkg = make_package(frontend=True, files={"frontend/index.js": js})
+    job = rejected(client, upload(client, {}, pkg), 422)
+    frontend = job["checks"][8]
+    assert frontend["status"] == "fail"
+    assert [(p["file"], p["location"]) for p in frontend["problems"]] == [
+        ("frontend/index.js", "exports")
+    ]
+    reason = frontend["problems"][0]["reason"]
+    assert "mount" in reason and "unmount" in reason
 
 
 def test_quality_warnings_do_not_block(

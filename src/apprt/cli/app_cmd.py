@@ -21,13 +21,14 @@ from apprt.package import (
     SignatureCheck,
     build_package,
     collect_wheels,
+    extract_package,
     load_private_key,
     load_public_key,
     read_package,
     sign_package,
     verify_signatures,
 )
-from apprt.package.checks import check_app_files
+from apprt.package.checks import Reader, check_app_files, directory_reader
 from apprt.scaffold import create_app
 
 cli = typer.Typer(no_args_is_help=True)
@@ -49,16 +50,25 @@ def _validate(path: Path) -> tuple[Manifest | None, PackageInfo | None, list[Pro
     problems: list[Problem] = []
     info: PackageInfo | None = None
     packaged = path.is_file()
-    try:
-        if packaged:
-            info = read_package(path)
-        else:
-            with tempfile.TemporaryDirectory(prefix="apprt-validate-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="apprt-validate-") as scratch:
+        try:
+            if packaged:
+                # Unpacked (all checks of read_package, then the files) so the
+                # frontend entry's exports can be read like a directory's.
+                info = extract_package(path, Path(scratch) / "unpacked")
+            else:
                 info = build_package(path, Path(scratch) / "check.apppkg")
-    except ApprtError as exc:
-        problems.extend(exc.problems)
-        if packaged or not (path / "app.toml").is_file():
-            return None, None, problems
+        except ApprtError as exc:
+            problems.extend(exc.problems)
+            if packaged or not (path / "app.toml").is_file():
+                return None, None, problems
+        read = directory_reader(Path(scratch) / "unpacked" if packaged else path)
+        return _validate_manifest(path, info, packaged, read, problems)
+
+
+def _validate_manifest(
+    path: Path, info: PackageInfo | None, packaged: bool, read: Reader, problems: list[Problem]
+) -> tuple[Manifest | None, PackageInfo | None, list[Problem]]:
 
     manifest_file = f"{path}!app.toml" if packaged else str(path / "app.toml")
     try:
@@ -68,7 +78,7 @@ def _validate(path: Path) -> tuple[Manifest | None, PackageInfo | None, list[Pro
         return None, info, problems + exc.problems
     if info is not None:
         files = {entry.path for entry in info.files}
-        for problem in check_app_files(manifest, files, packaged=packaged):
+        for problem in check_app_files(manifest, files, packaged=packaged, read=read):
             file = manifest_file if problem.file == "app.toml" else problem.file
             problems.append(
                 Problem(problem.reason, file=file, location=problem.location, hint=problem.hint)

@@ -4,7 +4,9 @@
   shell's Content-Security-Policy and turn data into code); a line comment is not
   a use;
 * ``frontend/`` stays under the registry's frontend budget
-  (``APPRT_REGISTRY_FRONTEND_BUDGET``, 10 MiB by default).
+  (``APPRT_REGISTRY_FRONTEND_BUDGET``, 10 MiB by default);
+* the entry module exports ``mount`` and ``unmount``, the shell's host contract
+  (:func:`apprt.package.checks.check_frontend_exports`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 
 from apprt.errors import Problem
+from apprt.package.checks import check_frontend_exports, directory_reader
 from apprt.registry.checks import CheckContext, CheckOutcome, failed, line_of, passed, text_files
 
 NAME = "frontend"
@@ -51,6 +54,9 @@ def run(ctx: CheckContext) -> CheckOutcome:
                         hint="call functions directly; parse data with JSON.parse",
                     )
                 )
+    frontend = ctx.manifest.frontend if ctx.manifest is not None else None
+    if frontend is not None and f"frontend/{frontend.entry}" in {f.path for f in info.files}:
+        problems += check_frontend_exports(f"frontend/{frontend.entry}", directory_reader(root))
     budget = ctx.config.frontend_budget
     if size > budget:
         problems.append(

@@ -93,7 +93,7 @@ def _bandit(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], list[s
     from bandit.core import config as b_config  # type: ignore[import-untyped]
     from bandit.core import manager as b_manager
 
-    logging.getLogger("bandit").setLevel(logging.ERROR)  # no progress bars, no chatter
+    _quiet_plugin_loading()
     with _bandit_lock, warnings.catch_warnings():  # bandit keeps state at class level
         warnings.simplefilter("ignore", DeprecationWarning)  # from its plugin loader
         manager = b_manager.BanditManager(
@@ -117,8 +117,16 @@ def _bandit(files: list[Path], root: Path) -> tuple[list[dict[str, Any]], list[s
     ], skipped
 
 
+def _quiet_plugin_loading() -> None:
+    logging.getLogger("bandit").setLevel(logging.ERROR)  # no progress bars, no chatter
+    # bandit loads every formatter plugin it finds, and logs an error for 'sarif',
+    # whose extra (sarif_om) is not installed; the scan uses no formatter.
+    logging.getLogger("stevedore.extension").setLevel(logging.CRITICAL)
+
+
 def preload() -> None:
     """Import bandit ahead of the first upload (its import takes about half a second)."""
+    _quiet_plugin_loading()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # from its plugin loader
         from bandit.core import manager  # noqa: F401
