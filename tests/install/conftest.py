@@ -104,7 +104,9 @@ def make_app(
         """
     )
     (app / "frontend").mkdir(parents=True)
-    (app / "frontend" / "index.js").write_text("export function mount(el) {}\n")
+    (app / "frontend" / "index.js").write_text(
+        "export function mount(el) {}\nexport function unmount(el) {}\n"
+    )
     if not frontend_only:
         toml += f'\n[backend]\nentry = "{module}.main:app"\n'
         (app / "backend" / module).mkdir(parents=True)
