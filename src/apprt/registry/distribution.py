@@ -385,6 +385,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "malformed digest"},
     404: {"description": "no such blob"},
     416: {"description": "range not satisfiable"},
+    500: {"description": "the stored blob is corrupt (its bytes are not its digest)"},
 }
 
 
