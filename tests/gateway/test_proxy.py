@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,8 +28,17 @@ def platform(
 ) -> Iterator[Platform]:
     with running_platform(tmp_path_factory.mktemp("gateway"), request.param) as platform:
         platform.org("acme")
-        platform.deploy("acme", request_timeout_s=1.5)
+        platform.deploy("acme", request_timeout_s=30)
+        platform.org("slow")  # for the timeout: its echo must answer within 1.5 s
+        platform.deploy("slow", request_timeout_s=1.5)
         yield platform
+
+
+def _data_dir(platform: Platform, org: str) -> Path:
+    """The host side of the echo app's data directory (its ``APPRT_APP_DATA``)."""
+    supervisor = platform.supervisor
+    data_dir: Path = supervisor.get_instance(supervisor.get(org, ECHO_ID).id).data_dir
+    return data_dir
 
 
 def _headers(echo: dict[str, object]) -> dict[str, str]:
@@ -142,37 +151,53 @@ def test_hop_by_hop_headers_are_not_forwarded(platform: Platform) -> None:
 
 
 def test_response_body_streams_without_buffering(platform: Platform) -> None:
-    arrivals: list[float] = []
+    """The app sends a chunk every 50 ms until the client, having received the first
+    bytes, releases it: a gateway buffering the response would deliver nothing before
+    the end, and the app would stream until it gives up."""
+    release = _data_dir(platform, "acme") / "release-stream"
+    release.unlink(missing_ok=True)
+    received: list[bytes] = []
     with platform.client() as client:
-        start = time.monotonic()
-        with client.stream(
-            "GET", f"/apps/acme/{ECHO_ID}/stream", params={"n": 5, "size": 4096, "delay": 0.15}
-        ) as response:
+        params: dict[str, str | int] = {"name": release.name, "max": 400}  # 20 s
+        with client.stream("GET", f"/apps/acme/{ECHO_ID}/stream-until", params=params) as response:
             assert response.status_code == 200
-            total = 0
             for chunk in response.iter_raw():
-                total += len(chunk)
-                arrivals.append(time.monotonic() - start)
-    assert total == 5 * 4096
-    # The first bytes arrive long before the app finished (0.6 s of delays later).
-    assert arrivals[0] < 0.5 and arrivals[-1] - arrivals[0] > 0.4
+                if not received:
+                    release.touch()
+                received.append(chunk)
+    body = b"".join(received)
+    assert body.endswith(b"released"), body[-16:]
+    assert body.count(b"x") % 1024 == 0 and body.count(b"x") >= 1024
 
 
 def test_request_body_streams_to_the_app_as_it_is_sent(platform: Platform) -> None:
-    chunk, count, pause = b"z" * 65536, 8, 0.1
+    """The body's first chunk is sent alone; the rest only once the app has received
+    it: a gateway buffering the request body would wait forever for its end."""
+    chunk, count = b"z" * 65536, 8
+    progress = _data_dir(platform, "acme") / "upload-progress"
+    progress.unlink(missing_ok=True)
+
+    def received() -> int:
+        try:
+            return int(progress.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
 
     def body() -> Iterator[bytes]:
-        for _ in range(count):
+        yield chunk
+        deadline = time.monotonic() + 60  # a guard against hanging, not a performance bound
+        while received() < len(chunk):
+            assert time.monotonic() < deadline, "the app never got the first chunk alone"
+            time.sleep(0.01)
+        for _ in range(count - 1):
             yield chunk
-            time.sleep(pause)
 
     with platform.client() as client:
-        response = client.post(f"/apps/acme/{ECHO_ID}/upload", content=body())
+        params = {"progress": progress.name}
+        response = client.post(f"/apps/acme/{ECHO_ID}/upload", params=params, content=body())
     assert response.status_code == 200
-    result = response.json()
-    assert result["bytes"] == len(chunk) * count
-    # Buffered, the app would get everything at once; streamed, over ~0.7 s.
-    assert result["last"] - result["first"] > (count - 2) * pause
+    assert response.json()["bytes"] == len(chunk) * count
+    assert received() == len(chunk) * count
 
 
 def test_large_body_with_content_length_is_forwarded(platform: Platform) -> None:
@@ -184,11 +209,11 @@ def test_large_body_with_content_length_is_forwarded(platform: Platform) -> None
 
 def test_timeout_is_a_504_problem(platform: Platform) -> None:
     with platform.client() as client:
-        response = client.get(f"/apps/acme/{ECHO_ID}/sleep", params={"s": 5})
+        response = client.get(f"/apps/slow/{ECHO_ID}/sleep", params={"s": 10})
         assert response.status_code == 504
         assert response.headers["content-type"] == PROBLEM_JSON
         assert "1.5 s" in response.json()["detail"]
-        assert client.get(f"/apps/acme/{ECHO_ID}/healthz").status_code == 200  # still fine
+        assert client.get(f"/apps/slow/{ECHO_ID}/healthz").status_code == 200  # still fine
 
 
 def test_websocket_echo(platform: Platform) -> None:
@@ -231,13 +256,15 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with running_platform(
         tmp_path_factory.mktemp("limits"),
         gateway_max_body_bytes=256 * 1024,
-        gateway_rate_per_s=5,
+        gateway_rate_per_s=1,
         gateway_rate_burst=5,
     ) as platform:
-        platform.org("acme")
-        platform.org("busy")
+        # One org per test: each has its own token bucket (per app and org).
+        for org in ("acme", "rated", "busy"):
+            platform.org(org)
         platform.deploy("acme")
-        platform.deploy("busy", max_concurrency=2)
+        platform.deploy("rated")
+        platform.deploy("busy", max_concurrency=2, request_timeout_s=120)
         yield platform
 
 
@@ -252,32 +279,46 @@ def test_body_over_the_limit_is_a_413(limited: Platform) -> None:
 
         streamed = client.post(f"/apps/acme/{ECHO_ID}/upload", content=chunks())
         assert streamed.status_code == 413
-        time.sleep(1.2)  # let the rate limit bucket refill for the next test
 
 
 def test_rate_limit_is_a_429_with_retry_after(limited: Platform) -> None:
+    # 5 requests saved up and 1 more per second: 8 in a row run out (unless they take
+    # over 3 s; at 5 per second, as before, a loaded machine got there in 0.6 s).
     with limited.client() as client:
-        statuses = [client.get(f"/apps/acme/{ECHO_ID}/healthz").status_code for _ in range(8)]
+        statuses = [client.get(f"/apps/rated/{ECHO_ID}/healthz").status_code for _ in range(8)]
         assert statuses[:4] == [200] * 4 and statuses[-1] == 429
-        limited_response = client.get(f"/apps/acme/{ECHO_ID}/healthz")
+        limited_response = client.get(f"/apps/rated/{ECHO_ID}/healthz")
         assert limited_response.status_code == 429
-        assert int(limited_response.headers["retry-after"]) >= 1
+        retry_after = int(limited_response.headers["retry-after"])
+        assert retry_after >= 1
         assert limited_response.headers["content-type"] == PROBLEM_JSON
-        time.sleep(1.0)
-        assert client.get(f"/apps/acme/{ECHO_ID}/healthz").status_code == 200
+        time.sleep(retry_after)  # what it says is enough
+        assert client.get(f"/apps/rated/{ECHO_ID}/healthz").status_code == 200
 
 
 def test_concurrency_limit_is_a_429(limited: Platform) -> None:
-    barrier = threading.Barrier(3)
+    """Two requests held in the app (max_concurrency 2): a third one is refused."""
+    release = _data_dir(limited, "busy") / "release-hold"
+    release.unlink(missing_ok=True)
+    slot = limited.supervisor.get_instance(limited.supervisor.get("busy", ECHO_ID).id)
 
-    def slow(_: int) -> int:
-        with httpx.Client(base_url=limited.url, headers=limited.headers, timeout=30) as c:
-            barrier.wait()
-            return c.get(f"/apps/busy/{ECHO_ID}/sleep", params={"s": 0.8}).status_code
+    def held(_: int) -> int:
+        with httpx.Client(base_url=limited.url, headers=limited.headers, timeout=120) as c:
+            params: dict[str, str | int] = {"name": release.name, "max": 90}
+            return c.get(f"/apps/busy/{ECHO_ID}/hold", params=params).status_code
 
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        statuses = sorted(pool.map(slow, range(3)))
-    assert statuses == [200, 200, 429]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        try:
+            holding = [pool.submit(held, i) for i in range(2)]
+            limited.wait_for(lambda: slot.in_flight == 2, timeout=60, what="2 requests held")
+            with limited.client() as client:
+                third = client.get(f"/apps/busy/{ECHO_ID}/healthz")
+        finally:
+            release.touch()
+        statuses = [f.result() for f in holding]
+    assert third.status_code == 429 and third.headers["content-type"] == PROBLEM_JSON
+    assert "max_concurrency" in third.json()["detail"]
+    assert statuses == [200, 200]
 
 
 def test_idle_app_hibernates_and_concurrent_requests_wake_it_once(platform: Platform) -> None:

@@ -56,7 +56,7 @@ def main(db: str, root: str, *rest: str) -> None:
     if "submit" in rest:
         ids.append(runner.submit("demo", {"n": 1}, subject="demo"))
     for job_id in ids:
-        runner.wait(job_id, timeout=30)
+        runner.wait(job_id, timeout=120)
     print(" ".join(str(i) for i in ids))
 
 

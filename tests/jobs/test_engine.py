@@ -43,7 +43,7 @@ def test_steps_run_in_order_and_pass_outputs(
     runner = JobRunner(sessions)
     runner.register(make_kind(tmp_path))
     job_id = runner.submit("demo", {"n": 1}, subject="demo")
-    assert runner.wait(job_id, timeout=10) is JobState.SUCCEEDED
+    assert runner.wait(job_id, timeout=60) is JobState.SUCCEEDED
     _, steps, events = job_of(sessions, job_id)
     assert steps == ["done"] * 4
     assert events[:3] == ["job_created", "job_started", "step_started"]
@@ -60,7 +60,7 @@ def test_failure_compensates_in_reverse_and_keeps_the_problem(
     runner = JobRunner(sessions)
     runner.register(make_kind(tmp_path, fail_at="deploy"))
     job_id = runner.submit("demo", {}, subject="demo")
-    assert runner.wait(job_id, timeout=10) is JobState.ROLLED_BACK
+    assert runner.wait(job_id, timeout=60) is JobState.ROLLED_BACK
     _, steps, _ = job_of(sessions, job_id)
     assert steps == ["compensated", "compensated", "compensated", "pending"]
     log = (tmp_path / "log").read_text().split("\n")[:-1]
@@ -100,7 +100,7 @@ def _run_process(
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,  # a guard against hanging: the job itself may wait up to 120 s
         cwd=Path(__file__).parents[2],
     )
 

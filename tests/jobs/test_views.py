@@ -15,7 +15,7 @@ def test_job_state_and_event_stream(
     runner: JobRunner = app_client.app.state.jobs  # type: ignore[attr-defined]
     runner.register(make_kind(tmp_path))
     job_id = runner.submit("demo", {}, subject="demo", actor="admin")
-    assert runner.wait(job_id, timeout=10) is JobState.SUCCEEDED
+    assert runner.wait(job_id, timeout=60) is JobState.SUCCEEDED
 
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=admin_headers).json()
     assert job["state"] == "succeeded"
@@ -43,7 +43,7 @@ def test_jobs_are_private(
     runner: JobRunner = app_client.app.state.jobs  # type: ignore[attr-defined]
     runner.register(make_kind(tmp_path))
     job_id = runner.submit("demo", {}, subject="demo", actor="admin")
-    runner.wait(job_id, timeout=10)
+    runner.wait(job_id, timeout=60)
     assert (
         app_client.post(
             "/api/v1/users",

@@ -25,7 +25,7 @@ from tests.registry.conftest import PublisherFixture, upload
 def _hold_before_finalizing(monkeypatch: pytest.MonkeyPatch, parties: int) -> None:
     """Make each upload wait, after its checks, until all of them got there: both have
     passed the immutability check before either creates its version row."""
-    gate = threading.Barrier(parties, timeout=30)
+    gate = threading.Barrier(parties, timeout=120)
     last = uploads.PIPELINE[-1]
 
     def run(ctx: CheckContext) -> CheckOutcome:
@@ -56,7 +56,7 @@ def test_two_concurrent_uploads_of_the_same_version_exactly_one_wins(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=180)
     codes = sorted(r.status_code for r in results)
     assert codes == [201, 409], [r.text for r in results]
     versions = app_client.get("/api/v1/registry/apps/com.example.hello/versions").json()
@@ -87,7 +87,7 @@ def test_two_concurrent_identical_uploads_are_both_fine(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=180)
     assert sorted(r.status_code for r in results) == [200, 201]
     assert len(app_client.get("/api/v1/registry/apps/com.example.hello/versions").json()) == 1
 

@@ -75,7 +75,7 @@ class Platform:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="platform", daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a guard against hanging, not a bound
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the platform did not start")
@@ -149,7 +149,8 @@ class Platform:
     def pid_of(self, org: str, app_id: str = ECHO_ID) -> int | None:
         return self.supervisor.get(org, app_id).pid
 
-    def wait_for(self, predicate: Any, timeout: float = 10, what: str = "condition") -> None:
+    def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> None:
+        """Poll ``predicate`` until true; ``timeout`` only guards against hanging."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:

@@ -6,12 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +20,7 @@ from apprt.errors import ApprtError
 from apprt.runtime.lifecycle import State
 from apprt.runtime.models import Instance, Transition
 from apprt.runtime.supervisor import AlreadyDeployedError, DeploySpec, StartFailedError
+from tests._serve import ServeProcess, environment, reserved_port
 from tests.runtime._platform import (
     ECHO,
     ECHO_ID,
@@ -91,8 +87,15 @@ def test_deploy_activate_and_history(platform: Platform) -> None:
 
 
 def test_crash_restarts_with_backoff_then_crash_loop_ends_failed_with_logs(
-    platform: Platform,
+    tmp_path: Path,
 ) -> None:
+    # Its own platform, with backoffs (0.25 s, doubling) well above how much the time a
+    # start takes varies on a loaded machine: the gaps between crashes are both.
+    with running_platform(tmp_path, restart_backoff_s=0.25, restart_backoff_max_s=2) as platform:
+        _crash_loop(platform)
+
+
+def _crash_loop(platform: Platform) -> None:
     org = platform.org("crashy")
     info = platform.deploy(org)
     first_pid = info.pid
@@ -113,14 +116,15 @@ def test_crash_restarts_with_backoff_then_crash_loop_ends_failed_with_logs(
     (slot.data_dir / "crash-on-start").write_text("1")
     with platform.client() as client:
         assert client.get(f"/apps/{org}/{ECHO_ID}/crash").status_code == 502
-    platform.wait_for(lambda: slot.state is State.FAILED, timeout=20, what="Failed")
+    platform.wait_for(lambda: slot.state is State.FAILED, what="Failed")
 
     row = _row(platform, info.id)
     crashes = row.recent_crashes
     assert len(crashes) == platform.settings.crash_loop_count
     gaps = [b - a for a, b in itertools.pairwise(crashes)]
-    # 2nd crash -> 0.05 s, 3rd -> 0.1 s, 4th -> 0.2 s (+ a start each): growing waits.
-    assert gaps[-1] > gaps[-2] >= 0.1
+    # Waits of 0.25, 0.5, 1 and 2 s (+ a start each) between the crashes: growing.
+    backoff = platform.settings.restart_backoff_s
+    assert gaps[-1] > gaps[-2] >= 2 * backoff
     assert row.failure_log is not None and "crash-on-start is set" in row.failure_log
     assert row.handle is None and row.last_exit is not None
     history = _history(platform, info.id)
@@ -375,82 +379,55 @@ def _pid_alive(pid: int | None) -> bool:
 # -- recover across a real platform restart -------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(data_dir: Path, port: int, driver: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPRT_")}
-    env.update(
-        APPRT_RUNTIME_DRIVER=driver, APPRT_IDLE_TIMEOUT_S="0", APPRT_RUNTIME_WATCH_INTERVAL_S="0.1"
+def _serve(data_dir: Path, port: int, driver: str) -> ServeProcess:
+    env = environment(
+        {
+            "APPRT_RUNTIME_DRIVER": driver,
+            "APPRT_IDLE_TIMEOUT_S": "0",
+            "APPRT_RUNTIME_WATCH_INTERVAL_S": "0.1",
+        },
+        inherit_apprt=False,
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "apprt", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "apprt serve exited"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise AssertionError("apprt serve did not become healthy")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    server = ServeProcess(data_dir, env=env, port=port, new_session=True)
+    try:
+        server.wait_healthy()
+    except BaseException:
+        server.close()
+        raise
+    return server
 
 
 @pytest.mark.parametrize("driver", available_drivers())
 def test_restarting_apprt_serve_readopts_running_sandboxes(tmp_path: Path, driver: str) -> None:
     """Deploy, serve, restart the platform: the app's process is the same and serves."""
     settings = platform_settings(tmp_path, driver, runtime_stop_on_shutdown=False)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     # Place the app (Installed, with its route) the way the install engine will: in the DB.
     with running_platform(tmp_path, driver, runtime_stop_on_shutdown=False) as setup:
         setup.org("acme")
         setup.deploy("acme", activate=False)
     first = second = None
     try:
-        first = _serve(settings.data_dir, port, driver)
-        _wait_healthy(url, first)
-        headers = {"authorization": f"Bearer {settings.admin_token_path.read_text().strip()}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-            boot = client.get(f"/apps/acme/{ECHO_ID}/pid").json()["boot"]  # woken on access
-            pid = client.get(f"/api/v1/runtime/apps/acme/{ECHO_ID}").json()["pid"]
-        _stop(first)
-        assert _pid_alive(pid), "the sandbox must outlive the platform"
+        with reserved_port() as port:  # the same port for both platforms
+            first = _serve(settings.data_dir, port, driver)
+            headers = {"authorization": f"Bearer {settings.admin_token_path.read_text().strip()}"}
+            with httpx.Client(base_url=first.url, headers=headers, timeout=30) as client:
+                boot = client.get(f"/apps/acme/{ECHO_ID}/pid").json()["boot"]  # woken on access
+                pid = client.get(f"/api/v1/runtime/apps/acme/{ECHO_ID}").json()["pid"]
+            first.close()
+            assert _pid_alive(pid), "the sandbox must outlive the platform"
 
-        second = _serve(settings.data_dir, port, driver)
-        _wait_healthy(url, second)
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-            assert client.get(f"/apps/acme/{ECHO_ID}/pid").json()["boot"] == boot
-            state = client.get(f"/api/v1/runtime/apps/acme/{ECHO_ID}").json()
+            second = _serve(settings.data_dir, port, driver)
+            with httpx.Client(base_url=second.url, headers=headers, timeout=30) as client:
+                assert client.get(f"/apps/acme/{ECHO_ID}/pid").json()["boot"] == boot
+                state = client.get(f"/api/v1/runtime/apps/acme/{ECHO_ID}").json()
         assert state["state"] == "running" and state["pid"] == pid
         assert state["restart_count"] == 0
         # No start after the first one: the history ends with that single Running.
         assert [h["to_state"] for h in state["history"]] == ["installed", "loading", "running"]
     finally:
-        for proc in (first, second):
-            if proc is not None:
-                _stop(proc)
+        for server in (first, second):
+            if server is not None:
+                server.close()
         kill_recorded(settings)
         engine = make_engine(settings)
         try:

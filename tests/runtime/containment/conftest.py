@@ -36,7 +36,7 @@ class Bystander:
 
     def sample(self) -> float:
         start = time.perf_counter()
-        status, _ = get(self.handle.ingress_socket, timeout=10)
+        status, _ = get(self.handle.ingress_socket, timeout=30)
         assert status == 200
         return time.perf_counter() - start
 
@@ -64,7 +64,7 @@ class Bystander:
                 time.sleep(left)
         finally:
             stop.set()
-            thread.join(15)
+            thread.join(60)
         assert not failures, f"the bystander failed during the attack: {failures[:3]}"
         assert samples, "no bystander sample during the attack"
         return result, samples

@@ -51,8 +51,8 @@ def test_start_inspect_stats_stop_wait_destroy(driver: Driver, ws: Workspace) ->
         stats = driver.stats(handle)
         assert stats.memory_bytes > 0 and stats.pids >= 1 and stats.cpu_seconds >= 0
         assert driver.wait(handle, timeout=0.05) is None
-        driver.stop(handle, timeout=5)
-        result = driver.wait(handle, timeout=5)
+        driver.stop(handle, timeout=30)
+        result = driver.wait(handle, timeout=30)
         assert result is not None and result.exit_code == 0, result
         assert not driver.inspect(handle).running
         assert driver.stats(handle).pids == 0
@@ -70,7 +70,7 @@ def test_crash_is_reported_with_its_signal(driver: Driver, ws: Workspace) -> Non
         import os
 
         os.kill(handle.pid, signal.SIGKILL)
-        result = driver.wait(handle, timeout=5)
+        result = driver.wait(handle, timeout=30)
         assert result is not None and result.signal == signal.SIGKILL, result
         assert not result.oom_killed
     finally:
@@ -87,8 +87,8 @@ def test_recover_with_a_new_driver_object(driver_name: str, ws: Workspace) -> No
         assert second.inspect(handle).running
         assert get(handle.ingress_socket)[0] == 200
         assert second.stats(handle).memory_bytes > 0
-        second.stop(handle, timeout=5)
-        result = second.wait(handle, timeout=5)
+        second.stop(handle, timeout=30)
+        result = second.wait(handle, timeout=30)
         assert result is not None
         assert not second.inspect(handle).running
         assert not second.recover(handle)
@@ -114,16 +114,16 @@ def test_waiters_in_several_threads_all_see_the_exit(driver: Driver, ws: Workspa
     results: list[object] = []
 
     def waiter() -> None:
-        results.append(driver.wait(handle, timeout=10))
+        results.append(driver.wait(handle, timeout=60))
 
     threads = [threading.Thread(target=waiter) for _ in range(3)]
     try:
         for t in threads:
             t.start()
         time.sleep(0.1)
-        driver.stop(handle, timeout=5)
+        driver.stop(handle, timeout=30)
         for t in threads:
-            t.join(15)
+            t.join(90)
         assert len(results) == 3 and all(r is not None for r in results), results
         assert driver.inspect(handle).exit is not None
     finally:

@@ -27,6 +27,13 @@ async def _reply(send: Any, status: int, payload: object, headers: list[Any] | N
     await send({"type": "http.response.body", "body": data})
 
 
+def _write(name: str, text: str) -> None:
+    """Replace the data dir's ``name`` atomically (a reader never sees half of it)."""
+    tmp = DATA / f".{name}.tmp"
+    tmp.write_text(text)
+    tmp.replace(DATA / name)
+
+
 async def _websocket(scope: Any, receive: Any, send: Any) -> None:
     await receive()  # websocket.connect
     protocols = scope.get("subprotocols") or []
@@ -89,16 +96,51 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             },
         )
     elif path == "/upload":
-        # Count the body as it streams; report when each chunk arrived.
+        # Count the body as it streams; report when each chunk arrived. With
+        # ?progress=NAME, the count so far is also written to the data dir's NAME as
+        # each chunk arrives (for a sender that waits on it before sending more).
         total, arrivals = 0, []
         start = time.monotonic()
+        progress = query.get("progress")
         while True:
             message = await receive()
             total += len(message.get("body", b""))
             arrivals.append(round(time.monotonic() - start, 4))
+            if progress:
+                _write(progress, str(total))
             if not message.get("more_body"):
                 break
         await _reply(send, 200, {"bytes": total, "first": arrivals[0], "last": arrivals[-1]})
+    elif path == "/stream-until":
+        # A chunk every 50 ms until the data dir has NAME (then b"released"), or after
+        # `max` chunks (then b"gave up"): a buffering proxy would deliver nothing
+        # before the end, so a client could never release it.
+        name, limit = query["name"], int(query.get("max", 600))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
+        end = b"gave up"
+        for _ in range(limit):
+            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            await asyncio.sleep(0.05)
+            if (DATA / name).exists():
+                end = b"released"
+                break
+        await send({"type": "http.response.body", "body": end})
+    elif path == "/hold":
+        # Answer once the data dir has NAME (or after `max` seconds, with 503).
+        name, limit = query["name"], float(query.get("max", 60))
+        deadline = time.monotonic() + limit
+        while not (DATA / name).exists():
+            if time.monotonic() > deadline:
+                await _reply(send, 503, {"held": False})
+                return
+            await asyncio.sleep(0.02)
+        await _reply(send, 200, {"held": True})
     elif path == "/stream":
         n, size, delay = (
             int(query.get("n", 5)),
