@@ -318,6 +318,7 @@ def test_concurrency_limit_is_a_429(limited: Platform) -> None:
         statuses = [f.result() for f in holding]
     assert third.status_code == 429 and third.headers["content-type"] == PROBLEM_JSON
     assert "max_concurrency" in third.json()["detail"]
+    assert third.headers["retry-after"] == "1"
     assert statuses == [200, 200]
 
 
