@@ -86,7 +86,7 @@ def test_members_get_their_role_and_strangers_a_404(platform: Platform) -> None:
     platform.org("other")
     member = platform.member_token("acme", "mia", OrgRole.MEMBER)
     stranger = platform.member_token("other", "sam", OrgRole.ORG_ADMIN)
-    with httpx.Client(base_url=platform.url) as client:
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
         ok = client.get(f"/apps/acme/{ECHO_ID}/echo", headers={"authorization": f"Bearer {member}"})
         assert ok.status_code == 200
         headers = _headers(ok.json())

@@ -110,6 +110,6 @@ def test_metrics_endpoint_reports_the_running_instance(platform: Platform) -> No
 def test_metrics_need_no_token_and_leave_the_api_alone(platform: Platform) -> None:
     import httpx
 
-    response: Any = httpx.get(f"{platform.url}/metrics")
+    response: Any = httpx.get(f"{platform.url}/metrics", timeout=30)
     assert response.status_code == 200
     assert "apprt_instances" in response.text

@@ -285,7 +285,7 @@ def test_follow_streams_new_lines(platform: Platform) -> None:
         ) as stream,
     ):
         assert stream.status_code == 200
-        with httpx.Client(base_url=platform.url, headers=platform.headers) as other:
+        with httpx.Client(base_url=platform.url, headers=platform.headers, timeout=30) as other:
             other.get(f"/apps/{org}/{ECHO_ID}/print", params={"msg": "followed-line"})
         seen = ""
         for text in stream.iter_text():

@@ -135,25 +135,26 @@ def test_routes_are_for_org_admins(platform: Platform) -> None:
     member = {"authorization": f"Bearer {platform.member_token('acme', 'bob')}"}
     stranger = {"authorization": f"Bearer {platform.member_token('other', 'eve')}"}
     base = f"{platform.url}/api/v1/orgs/acme/apps/{APP}/backups"
-    made = httpx.post(base, headers=admin)
+    made = httpx.post(base, headers=admin, timeout=30)
     assert made.status_code == 201, made.text
     assert made.json()["keys"] == 2 and made.json()["reason"] == "manual"
     name = made.json()["name"]
-    assert [b["name"] for b in httpx.get(base, headers=admin).json()] == [name]
-    document = httpx.get(f"{base}/{name}", headers=admin).json()
+    assert [b["name"] for b in httpx.get(base, headers=admin, timeout=30).json()] == [name]
+    document = httpx.get(f"{base}/{name}", headers=admin, timeout=30).json()
     assert {e["key"] for e in document["entries"]} == {"k", "n"}
     for who, status in ((member, 403), (stranger, 404)):
-        assert httpx.post(base, headers=who).status_code == status
-        assert httpx.get(base, headers=who).status_code == status
-        assert httpx.post(f"{base}/restore", headers=who, json={}).status_code == status
-    assert httpx.get(f"{base}/nope.json", headers=admin).status_code == 404
+        assert httpx.post(base, headers=who, timeout=30).status_code == status
+        assert httpx.get(base, headers=who, timeout=30).status_code == status
+        assert httpx.post(f"{base}/restore", headers=who, json={}, timeout=30).status_code == status
+    assert httpx.get(f"{base}/nope.json", headers=admin, timeout=30).status_code == 404
 
     _fill(platform.app.state.session_factory, "acme", {"k": "changed"})
-    restored = httpx.post(f"{base}/restore", headers=admin, json={"name": name})
+    restored = httpx.post(f"{base}/restore", headers=admin, json={"name": name}, timeout=30)
     assert restored.status_code == 200, restored.text
     assert restored.json()["restored_from"] == name and restored.json()["safety_backup"]
     assert _dump(platform.app.state.session_factory, "acme")["k"] == "v"
-    events = httpx.get(f"{platform.url}/api/v1/orgs/acme/audit", headers=admin).json()["events"]
+    audit = httpx.get(f"{platform.url}/api/v1/orgs/acme/audit", headers=admin, timeout=30)
+    events = audit.json()["events"]
     assert [(e["operation"], e["user"]) for e in events[:2]] == [
         ("state.restore", "ann"),
         ("state.backup", "ann"),

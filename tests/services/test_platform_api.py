@@ -226,19 +226,29 @@ def test_the_audit_log_is_for_org_admins(platform: Platform) -> None:
     member = platform.member_token("alpha", "alpha-member")
     stranger = platform.member_token("beta", "beta-admin", OrgRole.ORG_ADMIN)
     url = f"{platform.url}/api/v1/orgs/alpha/audit"
-    mine = httpx.get(url, headers={"authorization": f"Bearer {admin}"}, params={"limit": 3})
+    mine = httpx.get(
+        url, headers={"authorization": f"Bearer {admin}"}, params={"limit": 3}, timeout=30
+    )
     assert mine.status_code == 200
     page = mine.json()
     assert len(page["events"]) == 3 and {e["org"] for e in page["events"]} == {"alpha"}
     ids = [e["id"] for e in page["events"]]
     assert ids == sorted(ids, reverse=True) and page["next"] == ids[-1]
     older = httpx.get(
-        url, headers={"authorization": f"Bearer {admin}"}, params={"before": page["next"]}
+        url,
+        headers={"authorization": f"Bearer {admin}"},
+        params={"before": page["next"]},
+        timeout=30,
     ).json()
     assert all(e["id"] < ids[-1] for e in older["events"])
-    assert httpx.get(url, headers={"authorization": f"Bearer {member}"}).status_code == 403
-    assert httpx.get(url, headers={"authorization": f"Bearer {stranger}"}).status_code == 404
-    assert httpx.get(url).status_code == 401
+    assert (
+        httpx.get(url, headers={"authorization": f"Bearer {member}"}, timeout=30).status_code == 403
+    )
+    assert (
+        httpx.get(url, headers={"authorization": f"Bearer {stranger}"}, timeout=30).status_code
+        == 404
+    )
+    assert httpx.get(url, timeout=30).status_code == 401
 
 
 def test_the_socket_speaks_strict_http(platform: Platform) -> None:

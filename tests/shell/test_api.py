@@ -22,22 +22,25 @@ def session(platform: ShellPlatform, name: str = "ada") -> Iterator[httpx.Client
 
 
 def test_the_page_and_static_files(platform: ShellPlatform) -> None:
-    page = httpx.get(f"{platform.url}/")
+    page = httpx.get(f"{platform.url}/", timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
     nonce = csp.split("'nonce-")[1].split("'")[0]
     assert f'nonce="{nonce}"' in page.text
-    assert httpx.get(f"{platform.url}/").headers["content-security-policy"] != csp  # fresh
+    fresh = httpx.get(f"{platform.url}/", timeout=30).headers["content-security-policy"]
+    assert fresh != csp
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["x-content-type-options"] == "nosniff"
-    main = httpx.get(f"{platform.url}/shell/static/main.js")
+    main = httpx.get(f"{platform.url}/shell/static/main.js", timeout=30)
     assert main.status_code == 200 and main.headers["content-type"].startswith("text/javascript")
     again = httpx.get(
-        f"{platform.url}/shell/static/main.js", headers={"if-none-match": main.headers["etag"]}
+        f"{platform.url}/shell/static/main.js",
+        headers={"if-none-match": main.headers["etag"]},
+        timeout=30,
     )
     assert again.status_code == 304
     for bad in ("../views.py", "..%2Fviews.py", "lib/../../views.py", "nope.js"):
-        r = httpx.get(f"{platform.url}/shell/static/{bad}")
+        r = httpx.get(f"{platform.url}/shell/static/{bad}", timeout=30)
         assert r.status_code == 404, bad
         assert r.headers["content-type"] == "application/problem+json"
 
@@ -62,11 +65,11 @@ def test_assets_are_content_addressed_and_immutable(platform: ShellPlatform) -> 
         assert client.get(f"/assets/sha256/{'0' * 64}/index.js").status_code == 404
         assert client.get("/assets/sha256/not-a-digest/index.js").status_code == 404
     # Anyone may fetch an asset (sandboxed frames have no credentials): no secret there.
-    assert httpx.get(f"{platform.url}{entry}").status_code == 200
+    assert httpx.get(f"{platform.url}{entry}", timeout=30).status_code == 200
 
 
 def test_the_import_map_needs_a_member(platform: ShellPlatform) -> None:
-    assert httpx.get(f"{platform.url}/api/v1/orgs/acme/importmap").status_code == 401
+    assert httpx.get(f"{platform.url}/api/v1/orgs/acme/importmap", timeout=30).status_code == 401
     platform.user("eve", org="beta")
     with session(platform, "eve") as eve:
         assert eve.get("/api/v1/orgs/acme/importmap").status_code == 404  # not revealed
@@ -88,7 +91,7 @@ def test_the_frame_document_is_sandboxed_with_its_own_map(platform: ShellPlatfor
         # Shadow apps have no frame; unknown apps are not found.
         assert client.get(f"/shell/frame/acme/{SALES}").status_code == 404
         assert client.get("/shell/frame/acme/com.nope.app").status_code == 404
-    assert httpx.get(f"{platform.url}/shell/frame/acme/{NOTES}").status_code == 401
+    assert httpx.get(f"{platform.url}/shell/frame/acme/{NOTES}", timeout=30).status_code == 401
 
 
 def test_frontends_describe_negotiation(platform: ShellPlatform) -> None:
@@ -139,4 +142,7 @@ def test_telemetry_is_validated_and_bounded(platform: ShellPlatform) -> None:
     metrics = platform.metrics()
     assert "com.attacker.random-label" not in metrics
     assert "apprt_frontend_reports_dropped_total" in metrics
-    assert httpx.post(f"{platform.url}/api/v1/telemetry/frontend", json=body).status_code == 401
+    assert (
+        httpx.post(f"{platform.url}/api/v1/telemetry/frontend", json=body, timeout=30).status_code
+        == 401
+    )

@@ -88,7 +88,7 @@ def test_tampered_blob_is_refused(
 def test_rolled_back_timestamp_is_refused(
     registry: Registry, make_updater: MakeUpdater, mirror: Mirror
 ) -> None:
-    old_timestamp = httpx.get(f"{registry.base}/tuf/timestamp.json").content
+    old_timestamp = httpx.get(f"{registry.base}/tuf/timestamp.json", timeout=30).content
     registry.publish("com.example.rollback", "1.0.0", b"v1")
     updater = make_updater(mirror.base, name="victim")
     updater.refresh()  # the client has now seen the newer timestamp
@@ -108,7 +108,7 @@ def test_expired_timestamp_is_refused(
     # A timestamp newer than any the client saw, validly signed by the timestamp key,
     # but expired: a mirror replaying stale metadata (freeze attack) looks like this.
     current = Metadata[Timestamp].from_bytes(
-        httpx.get(f"{registry.base}/tuf/timestamp.json").content
+        httpx.get(f"{registry.base}/tuf/timestamp.json", timeout=30).content
     )
     current.signed.version += 100
     current.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -122,27 +122,31 @@ def test_expired_timestamp_is_refused(
 
 def test_target_urls_are_content_addressed(registry: Registry) -> None:
     digest, _ = registry.publish("com.example.urls", "2.0.0", b"urls")
-    ok = httpx.get(f"{registry.base}/tuf/targets/com.example.urls/{digest}.2.0.0.apppkg")
+    ok = httpx.get(
+        f"{registry.base}/tuf/targets/com.example.urls/{digest}.2.0.0.apppkg", timeout=30
+    )
     assert ok.status_code == 200
     assert ok.content == b"urls"
     assert ok.headers["etag"] == f'"{digest}"'
     other = hashlib.sha256(b"other").hexdigest()
-    wrong = httpx.get(f"{registry.base}/tuf/targets/com.example.urls/{other}.2.0.0.apppkg")
+    wrong = httpx.get(
+        f"{registry.base}/tuf/targets/com.example.urls/{other}.2.0.0.apppkg", timeout=30
+    )
     assert wrong.status_code == 404
     assert wrong.headers["content-type"] == "application/problem+json"
-    unsigned = httpx.get(f"{registry.base}/tuf/targets/com.example.urls/2.0.0.apppkg")
+    unsigned = httpx.get(f"{registry.base}/tuf/targets/com.example.urls/2.0.0.apppkg", timeout=30)
     assert unsigned.status_code == 404
 
 
 def test_metadata_routes(registry: Registry) -> None:
-    root = httpx.get(f"{registry.base}/tuf/1.root.json")
+    root = httpx.get(f"{registry.base}/tuf/1.root.json", timeout=30)
     assert root.status_code == 200
     assert root.headers["content-type"] == "application/json"
     assert "immutable" in root.headers["cache-control"]
     assert Metadata.from_bytes(root.content).signed.type == "root"
-    timestamp = httpx.get(f"{registry.base}/tuf/timestamp.json")
+    timestamp = httpx.get(f"{registry.base}/tuf/timestamp.json", timeout=30)
     assert timestamp.headers["cache-control"] == "no-cache"
     for bad in ("2.root.json", "0.root.json", "x.json", "1.root.json.bak", "1.ROOT.json"):
-        response = httpx.get(f"{registry.base}/tuf/{bad}")
+        response = httpx.get(f"{registry.base}/tuf/{bad}", timeout=30)
         assert response.status_code == 404, bad
         assert response.headers["content-type"] == "application/problem+json"
