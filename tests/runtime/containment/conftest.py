@@ -41,7 +41,15 @@ class Bystander:
         return time.perf_counter() - start
 
     def during(self, attack: Callable[[], T], *, min_seconds: float = 0.5) -> tuple[T, list[float]]:
-        """Run ``attack`` while probing the bystander every 10 ms; its result and samples."""
+        """Run ``attack`` while probing the bystander every 10 ms; its result and samples.
+
+        The baseline is measured again right before (the same probing, no attack): the
+        machine's load drifts over a module, and the ratio must compare like with like.
+        """
+        _, self.baseline = self._probe(lambda: None, min_seconds)
+        return self._probe(attack, min_seconds)
+
+    def _probe(self, attack: Callable[[], T], min_seconds: float) -> tuple[T, list[float]]:
         samples: list[float] = []
         failures: list[BaseException] = []
         stop = threading.Event()
@@ -92,8 +100,6 @@ def bystander(driver: BwrapDriver, ws: Workspace) -> Iterator[Bystander]:
     b = Bystander(handle, config.data_dir)
     for _ in range(5):
         b.sample()  # warm up
-    # the baseline is probed exactly as during an attack, with no attack running
-    _, b.baseline = b.during(lambda: None, min_seconds=0.5)
     yield b
     assert driver.inspect(handle).running, "the bystander died"
     driver.destroy(handle)
