@@ -16,12 +16,8 @@ for every scenario; scenarios run two at a time.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +29,7 @@ import pytest
 
 from apprt.install.steps import INSTALL_KIND
 from apprt.settings import Settings
+from tests._serve import ServeProcess, environment
 from tests.install.conftest import (
     CRM,
     DRIVER,
@@ -46,19 +43,14 @@ from tests.install.conftest import (
 )
 from tests.runtime._platform import kill_recorded
 
+#: The module's scenarios run in one fixture (two at a time), which the first test
+#: waits for: minutes on a loaded 2-core machine. A hang guard, not a time budget.
+pytestmark = pytest.mark.timeout(900)
+
 STEPS = [step.name for step in INSTALL_KIND.steps]
 #: Steps with a compensation, undone in this order after a failing health check.
 UNDONE = ["configure", "deploy", "download", "sandbox", "allocate"]
 ORG = "acme"
-#: How long ``apprt serve`` may take to answer (seconds; a loaded CI machine is slow).
-STARTUP_TIMEOUT = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -80,46 +72,33 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Server:
+    """``apprt serve`` on the test's data directory (see :class:`tests._serve.ServeProcess`)."""
+
     def __init__(
         self, data: Path, log: Path, uv_cache: Path, failpoints: str = "", *, wait: bool = True
     ) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APPRT_")}
-        env.update(
-            APPRT_RUNTIME_DRIVER=DRIVER,
-            APPRT_RUNTIME_STOP_ON_SHUTDOWN="true",
-            APPRT_IDLE_TIMEOUT_S="0",
-            APPRT_INSTALL_UV_CACHE=str(uv_cache),
-            APPRT_INSTALL_HEALTH_TIMEOUT_S="10",
+        env = environment(
+            {
+                "APPRT_RUNTIME_DRIVER": DRIVER,
+                "APPRT_RUNTIME_STOP_ON_SHUTDOWN": "true",
+                "APPRT_IDLE_TIMEOUT_S": "0",
+                "APPRT_INSTALL_UV_CACHE": str(uv_cache),
+                "APPRT_INSTALL_HEALTH_TIMEOUT_S": "10",
+            },
+            inherit_apprt=False,
         )
         if failpoints:
             env["APPRT_FAILPOINTS"] = failpoints
         self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "apprt", "serve", "--port", str(self.port)),
-                    *("--data-dir", str(data), "--log-level", "warning"),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        self.process = ServeProcess(data, env=env, log=log)
+        self.proc = self.process.proc
+        self.base = self.process.url
         self.token = (data / "admin.token").read_text().strip()
         self.http = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while wait:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"apprt serve exited early:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"apprt serve not up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.03)
+        if wait:
+            self.process.wait_healthy()
 
     def wait_job(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -133,13 +112,7 @@ class Server:
 
     def stop(self) -> None:
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self.process.close(timeout=20)
 
 
 @contextlib.contextmanager
