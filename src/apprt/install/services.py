@@ -316,12 +316,21 @@ def pick_versions(session: Session, app_id: str, range_text: str) -> list[AppVer
     ]
     if not matching:
         yanked = [v.version for v in versions if v.state is VersionState.YANKED]
-        note = f" (yanked, install only by exact version: {', '.join(yanked)})" if yanked else ""
+        in_range = [v for v in yanked if rng.contains(v)]
+        note = f" ({', '.join(in_range)} matches but was yanked)" if in_range else ""
+        usable = [v.version for v in versions if v.state is not VersionState.YANKED]
+        hint = (
+            f"installable versions: {', '.join(usable[:10])}; ask for one of them, e.g. "
+            f"{app_id}@^{usable[0]}"
+            if usable
+            else "every version is yanked"
+        )
+        if yanked:
+            hint += f"; a yanked version installs only pinned exactly, e.g. {app_id}@={yanked[0]}"
         raise UnsatisfiableRangeError.one(
             f"no installable version of {app_id} matches {range_text!r}{note}",
             location="range",
-            hint=f"installable versions: {available}; ask for one of them, e.g. "
-            f"{app_id}@^{versions[0].version}",
+            hint=hint,
         )
     return matching
 
