@@ -169,15 +169,25 @@ def serving(
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, log: Path, **env: str) -> Iterator[str]:
-    """``apprt serve`` (this environment updated with ``env``) for the block; its URL.
+def running_server(
+    data_dir: Path,
+    log: Path,
+    *,
+    command: Sequence[str] = ("serve",),
+    inherit_apprt: bool = True,
+    **env: str,
+) -> Iterator[str]:
+    """``apprt serve`` (or ``command``; this environment updated with ``env``, see
+    :func:`environment`) for the block; its URL.
 
     Leaving the block normally also checks the graceful shutdown: SIGTERM ends it with
     status 0 (or -SIGTERM: uvicorn re-raises the signal it caught) and the log says so.
     """
     import pytest
 
-    server = ServeProcess(data_dir, env=environment(env), log=log)
+    server = ServeProcess(
+        data_dir, env=environment(env, inherit_apprt=inherit_apprt), log=log, command=command
+    )
     try:
         try:
             server.wait_healthy()

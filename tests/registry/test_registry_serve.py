@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,32 +12,17 @@ from fastapi.testclient import TestClient
 from apprt import __version__
 from apprt.server import COMPONENTS, REGISTRY_COMPONENTS, create_app
 from apprt.settings import Settings
-from tests._serve import ServeError, ServeProcess, environment
+from tests._serve import running_server
 
 NOT_REGISTRY = ("/apps/", "/shell/", "/assets/", "/api/v1/runtime", "/api/v1/orgs/{org}/install")
 
 
-@contextmanager
-def registry_serve(data_dir: Path, log: Path) -> Iterator[str]:
-    """``python -m apprt registry serve`` on a reserved loopback port; its URL. Leaving
-    the block normally also checks it stops cleanly on SIGTERM."""
-    server = ServeProcess(
-        data_dir, env=environment(inherit_apprt=False), log=log, command=("registry", "serve")
-    )
-    try:
-        try:
-            server.wait_healthy()
-        except ServeError as exc:
-            pytest.fail(str(exc))
-        yield server.url
-        assert server.terminate() in (0, -signal.SIGTERM), server.output()
-    finally:
-        server.close()
-
-
 def test_registry_serve_alone_on_loopback(tmp_path: Path) -> None:
     log = tmp_path / "registry.log"
-    with registry_serve(tmp_path / "data", log) as url, httpx.Client(base_url=url) as http:
+    registry = running_server(
+        tmp_path / "data", log, command=("registry", "serve"), inherit_apprt=False
+    )
+    with registry as url, httpx.Client(base_url=url) as http:
         health = http.get("/healthz").json()
         assert health == {"status": "ok", "version": __version__, "database": "ok"}
         # the registry: API, TUF, blobs, and the accounts its users log in with
