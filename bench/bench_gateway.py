@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from tests._serve import reserved_port
 
 from bench._harness import Figure, percentile
 
@@ -145,12 +145,6 @@ async def _load(open_: Any, request: bytes) -> float:
 
 
 # -- the platform ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _driver_name() -> str:
@@ -295,29 +289,29 @@ def run() -> list[Figure]:
         started = time.perf_counter()
         _place(data_dir, driver, code, INSTALLED)
         place_s = time.perf_counter() - started
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apprt",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            env=_env(data_dir, driver),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            return _measure(url, port, proc, data_dir, driver, place_s)
-        finally:
-            _stop(proc)
-            _kill_leftovers(data_dir)
+        with reserved_port() as port:
+            url = f"http://127.0.0.1:{port}"
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "apprt",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                env=_env(data_dir, driver),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                return _measure(url, port, proc, data_dir, driver, place_s)
+            finally:
+                _stop(proc)
+                _kill_leftovers(data_dir)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:

@@ -24,9 +24,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -35,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests._serve import environment, serving
 
 from apprt.manifest import load_manifest
 from apprt.package import (
@@ -67,48 +65,15 @@ async def app(scope, receive, send):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _serve(data: Path) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPRT_")}
-    env.update(APPRT_RUNTIME_STOP_ON_SHUTDOWN="true", APPRT_IDLE_TIMEOUT_S="0")
-    log = (data.parent / "serve.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "apprt", "serve", "--port", str(port)),
-            *("--data-dir", str(data), "--log-level", "warning"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
+    env = environment(
+        {"APPRT_RUNTIME_STOP_ON_SHUTDOWN": "true", "APPRT_IDLE_TIMEOUT_S": "0"},
+        inherit_apprt=False,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("apprt serve did not start; see serve.log")
-            time.sleep(0.05)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
+    command = ("serve", "--log-level", "warning")
+    with serving(data, env=env, log=data.parent / "serve.log", command=command) as server:
+        yield server.url
 
 
 def _pack(app_dir: Path, out: Path, key: Path) -> Path:

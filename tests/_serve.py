@@ -158,9 +158,12 @@ def serving(
     log: Path | None = None,
     port: int | None = None,
     new_session: bool = False,
+    command: Sequence[str] = ("serve",),
 ) -> Iterator[ServeProcess]:
     """A healthy :class:`ServeProcess`, closed (SIGTERM, then SIGKILL) on the way out."""
-    server = ServeProcess(data_dir, env=env, log=log, port=port, new_session=new_session)
+    server = ServeProcess(
+        data_dir, env=env, log=log, port=port, new_session=new_session, command=command
+    )
     try:
         server.wait_healthy()
         yield server
