@@ -284,14 +284,17 @@ def main(argv: list[str]) -> int:
 #   3. On "go" (the instance's spec and descriptors), the server attaches the detached
 #      mount trees the platform opened (code, env, data, run directory) with
 #      move_mount, switches to the instance's uid and gid (dropping every capability),
-#      sets no_new_privs, loads the instance seccomp filter and rlimits, and only then
-#      imports the app and serves it on the inherited ingress socket;
-#   4. the monitor waits for the server and reports its exit (status socket + file).
+#      sets no_new_privs, loads the instance seccomp filter and rlimits, then forks:
+#      the child imports the app and serves it on the inherited ingress socket; the
+#      parent stays pid 1 as the instance's *init*, reaping the processes orphaned
+#      into the namespace (unreaped, their zombies would count against the pids
+#      limit) and passing stop signals on to the server;
+#   4. the monitor waits for pid 1 and reports the server's exit (status socket + file).
 #
 # No app code ever runs in the zygote or the monitor.
 # ---------------------------------------------------------------------------------------
 
-RUNNER_VERSION = "3"  # the bwrap driver's; 2: apprt.sdk mounted; 3: the hook door
+RUNNER_VERSION = "4"  # the bwrap driver's; 2: apprt.sdk mounted; 3: the hook door; 4: init
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWCGROUP = 0x02000000
@@ -470,18 +473,23 @@ def _monitor(status: int, libc: _Libc) -> int:
         _, exit_fds = _recv(mine)
     except (OSError, ValueError):
         exit_fds = []
-    mine.close()
     while True:
         try:
             _, wstatus = os.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
-    result = {
-        "ev": "exit",
-        "code": os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None,
-        "signal": os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
-    }
+    result = {"ev": "exit", **_exit_status(wstatus)}
+    try:
+        # The init's report of the server's own exit, when it lived to send it (a
+        # SIGKILLed init did not: then its status is the instance's).
+        mine.setblocking(False)
+        report, _ = _recv(mine)
+        if report.get("ev") == "server-exit":
+            result.update(code=report.get("code"), signal=report.get("signal"))
+    except (OSError, ValueError):
+        pass
+    mine.close()
     for fd in exit_fds:
         with contextlib.suppress(OSError):
             os.write(fd, json.dumps(result).encode())
@@ -524,7 +532,6 @@ def _server(status: int, monitor: Any, libc: _Libc) -> int:
     if exit_fd is not None:
         socket.send_fds(monitor, [b"exit"], [exit_fd])
         os.close(exit_fd)
-    monitor.close()
     try:
         for role, target in (
             ("code", "/app"),
@@ -551,7 +558,7 @@ def _server(status: int, monitor: Any, libc: _Libc) -> int:
             os.write(fds["log"], traceback.format_exc().encode())
         return 74
     listen = fds["listen"]
-    _close_fds_except({0, 1, 2, listen, status})
+    _close_fds_except({0, 1, 2, listen, status, monitor.fileno()})
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
@@ -567,11 +574,58 @@ def _server(status: int, monitor: Any, libc: _Libc) -> int:
     sys.path[:0] = spec.get("code_paths", [])
     sys.argv = ["apprt-runner"]
     os.chdir(spec.get("data_dir", "/data"))
-    import gc
-
-    gc.unfreeze()
     spec = dict(spec, listen_fd=listen, ready_fd=status)
-    return serve(spec)
+    return _init(spec, monitor)
+
+
+def _init(spec: dict[str, Any], monitor: Any) -> int:
+    """Pid 1 of the instance: fork the server, then reap every child until it exits.
+
+    Processes an app leaves behind (a daemonized helper, a double fork) are reparented
+    to pid 1 when their parent exits; a server as pid 1 would never reap them. The init
+    forwards SIGTERM, SIGINT and SIGHUP to the server (a stop), ends with it (the kernel
+    then kills whatever is left in the namespace) and reports the server's exit status
+    to the monitor, so a crash reads the same as without an init.
+    """
+    import signal
+
+    pid = os.fork()
+    if pid == 0:
+        code = 71
+        try:
+            monitor.close()
+            import gc
+
+            gc.unfreeze()
+            code = serve(spec)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(spec["listen_fd"])
+    os.close(spec["ready_fd"])
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    while True:
+        try:
+            child, wstatus = os.wait()  # retried by Python after a signal handler ran
+        except ChildProcessError:
+            return 0
+        if child == pid:
+            break
+    status = _exit_status(wstatus)
+    with contextlib.suppress(OSError):
+        monitor.send(json.dumps({"ev": "server-exit", **status}).encode())
+    return status["code"] if status["code"] is not None else 128 + (status["signal"] or 0)
+
+
+def _exit_status(wstatus: int) -> dict[str, int | None]:
+    return {
+        "code": os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None,
+        "signal": os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None,
+    }
 
 
 def _recv(conn: Any) -> tuple[dict[str, Any], list[int]]:

@@ -236,7 +236,7 @@ def test_no_privileges_no_network_no_other_processes(
     assert ident["CapEff"] == "0000000000000000" and ident["CapPrm"] == "0000000000000000"
     assert ident["NoNewPrivs"] == "1"
     assert ident["Seccomp"] == "2"
-    assert ident["pid"] == 1 and ident["procs"] == [1]
+    assert ident["pid"] == 2 and ident["procs"] == [1, 2]  # its init and itself
     assert ident["ifaces"] == ["lo"]
     assert handle.state["uid"] != bystander.handle.state["uid"]
 
@@ -336,7 +336,7 @@ def test_cannot_signal_or_ptrace_platform_processes(
         assert not attempt["kill"]["ok"] and attempt["kill"]["errno"] == errno.ESRCH, attempt
         assert attempt["ptrace_attach"] == [-1, errno.EPERM], attempt
         assert attempt["process_vm_readv"] == [-1, errno.EPERM], attempt
-    assert result["getppid"] == 0  # its parent is outside its pid namespace
+    assert result["getppid"] == 1  # its parent is the instance's init, pid 1 of its namespace
     assert result["unshare_user"] == [-1, errno.EPERM]
     assert result["mount"] == [-1, errno.EPERM]
     assert not result["setuid0"]["ok"] and not result["chroot"]["ok"]

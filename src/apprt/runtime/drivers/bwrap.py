@@ -71,6 +71,7 @@ from apprt.runtime.drivers.base import (
     TaskStats,
     TaskStatus,
 )
+from apprt.runtime.runner import RUNNER_VERSION  # a zygote of another version is replaced
 
 if TYPE_CHECKING:
     from apprt.settings import Settings
@@ -78,7 +79,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 BWRAP = "/usr/bin/bwrap"
-RUNNER_VERSION = "3"  # 2: apprt.sdk mounted; 3: lifecycle hook door (older zygotes are replaced)
 SITE = "/opt/apprt/site"
 RUNNER_IN = "/opt/apprt/runner.py"
 ZYGOTE_DIR_IN = "/run/zygote"
