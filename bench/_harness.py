@@ -8,6 +8,7 @@ markdown table of all figures to ``bench/results/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -80,3 +81,25 @@ def write(figures: list[Figure]) -> None:
         value = f"{d['value']:.3g} {d['unit']}"
         lines.append(f"| {d['name']} | {d['metric']} | {value} | {d['target']} | {met} |")
     (RESULTS_DIR / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size of one process in KiB (0 when it is gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sandbox_pss_kb(monitor_pid: int) -> int:
+    """PSS of a bwrap sandbox: its monitor and every process below it (the instance's
+    init, the server and whatever the app started)."""
+    total, todo = 0, [monitor_pid]
+    while todo:
+        pid = todo.pop()
+        total += pss_kb(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(child) for child in children.read_text().split())
+    return total

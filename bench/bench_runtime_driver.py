@@ -32,7 +32,7 @@ from apprt.manifest import Resources
 from apprt.runtime.drivers.base import TaskConfig, TaskHandle
 from apprt.runtime.drivers.bwrap import BwrapDriver
 from apprt.runtime.drivers.process import ProcessDriver
-from bench._harness import Figure, percentile
+from bench._harness import Figure, percentile, pss_kb, sandbox_pss_kb
 
 APP = """
 async def app(scope, receive, send):
@@ -105,18 +105,8 @@ IDLE_RUNNING = 20
 DENSITY = 200
 
 
-def _pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _instance_pss_kb(handle: TaskHandle) -> int:
-    return _pss_kb(handle.pid) + _pss_kb(int(handle.state["monitor_pid"]))
+    return sandbox_pss_kb(int(handle.state["monitor_pid"]))
 
 
 def _destroy_all(driver: BwrapDriver, handles: list[TaskHandle]) -> None:
@@ -211,7 +201,7 @@ def _idle_and_density(ws: Workspace) -> list[Figure]:
                 figures.append(
                     Figure(
                         "instance_idle_pss",
-                        f"idle running instance, server + monitor PSS ({IDLE_RUNNING} running)",
+                        f"idle running sandbox: monitor, init, server PSS ({IDLE_RUNNING} running)",
                         idle,
                         "MB",
                         "<= 10 MB",
@@ -223,7 +213,7 @@ def _idle_and_density(ws: Workspace) -> list[Figure]:
         for h in handles:
             assert get(h.ingress_socket)[0] == 200
         time.sleep(1)
-        zygote = _pss_kb(driver._zygote_pid or 0)
+        zygote = pss_kb(driver._zygote_pid or 0)
         total_kb = sum(_instance_pss_kb(h) for h in handles) + zygote
         cgroup_mb = sum(driver.stats(h).memory_bytes for h in handles) / (1 << 20)
         figures += [
