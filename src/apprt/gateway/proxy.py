@@ -453,7 +453,7 @@ class Gateway:
             org, app_id, target = self._route(scope)
             incoming = _read_headers(scope, websocket=False)
             caller = await self._authenticate(incoming.token, org)
-            slot = self.supervisor.lookup(org, app_id)
+            slot = self.supervisor.serving(org, app_id)
             if slot is None:
                 raise AppNotFoundError(
                     f"{app_id} is not installed in {org}", hint="install it first"
@@ -699,7 +699,7 @@ class Gateway:
             org, app_id, target = self._route(scope)
             incoming = _read_headers(scope, websocket=True)
             caller = await self._authenticate(incoming.token, org)
-            slot = self.supervisor.lookup(org, app_id)
+            slot = self.supervisor.serving(org, app_id)
             if slot is None:
                 raise AppNotFoundError(
                     f"{app_id} is not installed in {org}", hint="install it first"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from apprt.db.base import Base, utcnow
@@ -93,6 +93,9 @@ class Route(Base):
         ForeignKey("runtime_instances.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: False while the app is being installed: the gateway answers as if it were not
+    #: there until the install's activation opens the route.
+    live: Mapped[bool] = mapped_column(default=True, server_default=true())
 
 
 class Transition(Base):

@@ -487,6 +487,8 @@ class Supervisor:
         self.run_root = resolve_run_root(settings)
         self.slots: dict[str, Slot] = {}
         self.routes: dict[tuple[str, str], Slot] = {}
+        #: Routes made by an install not yet activated: closed to the gateway.
+        self.closed_routes: set[tuple[str, str]] = set()
         self.policies: dict[tuple[str, str], float] = {}
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apprt-supervisor")
         self._watcher: asyncio.Task[None] | None = None
@@ -572,11 +574,13 @@ class Supervisor:
         self.policies = policies
         for row in rows:
             self._new_slot(row)
-        for org, app_id, instance_id in routes:
+        for org, app_id, instance_id, live in routes:
             slot = self.slots.get(instance_id)
             if slot is not None:
                 self.routes[(org, app_id)] = slot
                 slot.orgs.add(org)
+                if not live:
+                    self.closed_routes.add((org, app_id))
         await self._recover_all()
         self._watcher = asyncio.get_running_loop().create_task(
             self._watch(), name="apprt-supervisor-watch"
@@ -590,12 +594,14 @@ class Supervisor:
 
     def _load(
         self,
-    ) -> tuple[list[Instance], list[tuple[str, str, str]], dict[tuple[str, str], float]]:
+    ) -> tuple[list[Instance], list[tuple[str, str, str, bool]], dict[tuple[str, str], float]]:
         with session_scope(self.sessions) as session:
             rows = list(
                 session.scalars(select(Instance).where(Instance.removed_at.is_(None))).all()
             )
-            routes = [(r.org, r.app_id, r.instance_id) for r in session.scalars(select(Route))]
+            routes = [
+                (r.org, r.app_id, r.instance_id, r.live) for r in session.scalars(select(Route))
+            ]
             policies = {
                 (p.org, p.app_id): p.idle_timeout_s for p in session.scalars(select(IdlePolicy))
             }
@@ -742,8 +748,35 @@ class Supervisor:
     # -- lookups -------------------------------------------------------------------
 
     def lookup(self, org: str, app_id: str) -> Slot | None:
-        """The instance serving ``/apps/{org}/{app_id}`` (hot path: a dict lookup)."""
+        """The organization's instance of ``app_id``, its route open or not."""
         return self.routes.get((org, app_id))
+
+    def serving(self, org: str, app_id: str) -> Slot | None:
+        """The instance serving ``/apps/{org}/{app_id}``: None until its route is open
+        (hot path: two hash lookups)."""
+        if (org, app_id) in self.closed_routes:
+            return None
+        return self.routes.get((org, app_id))
+
+    async def open_route(self, org: str, app_id: str, *, live: bool = True) -> None:
+        """Let the gateway route to the organization's app (``live=False``: stop it).
+
+        The install's activation opens the route :meth:`deploy` made closed; its
+        compensation closes it again. Idempotent.
+        """
+        self._require(org, app_id)
+
+        def write() -> None:
+            with session_scope(self.sessions) as session:
+                row = session.get(Route, (org, app_id))
+                if row is not None:
+                    row.live = live
+
+        await self._io(write)
+        if live:
+            self.closed_routes.discard((org, app_id))
+        else:
+            self.closed_routes.add((org, app_id))
 
     def _require(self, org: str, app_id: str) -> Slot:
         slot = self.routes.get((org, app_id))
@@ -921,11 +954,13 @@ class Supervisor:
 
     # -- deploy / uninstall --------------------------------------------------------
 
-    async def deploy(self, spec: DeploySpec) -> InstanceInfo:
+    async def deploy(self, spec: DeploySpec, *, live: bool = True) -> InstanceInfo:
         """Place ``spec`` on this node (state Installed) and route its organization to it.
 
-        Idempotent for the same app, organization and version. A different version of an
-        app already deployed for the organization is refused: use :meth:`update`.
+        ``live=False`` makes the route closed to the gateway until :meth:`open_route`
+        (an install opens it at activation). Idempotent for the same app, organization
+        and version (an existing route keeps its state). A different version of an app
+        already deployed for the organization is refused: use :meth:`update`.
         """
         problems = spec.problems() + self.capability_problems(spec)
         if problems:
@@ -964,7 +999,9 @@ class Supervisor:
                     location="org",
                     hint="uninstall it first",
                 )
-            await self._io(self._create_route, spec.org, spec.app_id, slot.id)
+            await self._io(self._create_route, spec.org, spec.app_id, slot.id, live)
+            if not live:
+                self.closed_routes.add((spec.org, spec.app_id))
             self.routes[(spec.org, spec.app_id)] = slot
             slot.orgs.add(spec.org)
         return self.info(slot)
@@ -1010,9 +1047,9 @@ class Supervisor:
             )
             return row
 
-    def _create_route(self, org: str, app_id: str, instance_id: str) -> None:
+    def _create_route(self, org: str, app_id: str, instance_id: str, live: bool = True) -> None:
         with session_scope(self.sessions) as session:
-            session.merge(Route(org=org, app_id=app_id, instance_id=instance_id))
+            session.merge(Route(org=org, app_id=app_id, instance_id=instance_id, live=live))
 
     def _delete_route(self, org: str, app_id: str) -> None:
         with session_scope(self.sessions) as session:
@@ -1029,6 +1066,7 @@ class Supervisor:
         slot = self._require(org, app_id)
         await self._io(self._delete_route, org, app_id)
         self.routes.pop((org, app_id), None)
+        self.closed_routes.discard((org, app_id))
         slot.orgs.discard(org)
         if not slot.orgs:
             async with slot.lock:
