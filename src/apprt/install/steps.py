@@ -230,6 +230,17 @@ def _org(session: Session, ctx: StepContext) -> Organization:
     return org
 
 
+def _report_notices(ctx: StepContext, notices: list[dict[str, Any]]) -> None:
+    """A progress event for each deprecation or yank notice of the chosen version."""
+    for notice in notices:
+        replacement = f" (use {notice['replacement']})" if notice["replacement"] else ""
+        ctx.progress(
+            f"notice: {notice['app_id']} {notice['version']} is {notice['kind']}: "
+            f"{notice['message']}{replacement}",
+            notice=notice,
+        )
+
+
 def _plan(ctx: StepContext) -> list[PlannedApp]:
     with _session(ctx) as session:
         return planned_from(session, ctx.outputs["dependencies"]["plan"])
@@ -288,13 +299,7 @@ def check_compatibility(ctx: StepContext) -> dict[str, Any]:
         compatible = choose_compatible(session, org, app_id, rows)
         chosen = compatible.version
         output = {"version": chosen.version, "sha256": chosen.sha256, "notices": compatible.notices}
-    for notice in compatible.notices:
-        replacement = f" (use {notice['replacement']})" if notice["replacement"] else ""
-        ctx.progress(
-            f"notice: {notice['app_id']} {notice['version']} is {notice['kind']}: "
-            f"{notice['message']}{replacement}",
-            notice=notice,
-        )
+    _report_notices(ctx, compatible.notices)
     ctx.progress(f"{app_id} {chosen.version} runs on this platform ({chosen.platform})")
     return output
 

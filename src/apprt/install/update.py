@@ -56,10 +56,8 @@ only while a single organization uses it.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +65,6 @@ import structlog
 from sqlalchemy.orm import Session
 
 from apprt.accounts.models import Organization
-from apprt.db.engine import session_scope
 from apprt.errors import ApprtError
 from apprt.install.errors import HealthCheckError, IncompatibleError, InstallError
 from apprt.install.models import Installation
@@ -77,7 +74,6 @@ from apprt.install.services import (
     check_quota,
     choose_update,
     find_installation,
-    lock_org,
     new_permissions,
     newer_versions,
     planned_from,
@@ -87,8 +83,11 @@ from apprt.install.services import (
 )
 from apprt.install.steps import (
     InstallEnv,
+    _env,
     _environment,
     _org,
+    _report_notices,
+    _session,
     _unpack,
     call_app_hook,
     discard_blobs,
@@ -108,18 +107,6 @@ UPDATE = "update"
 #: How long a compensation waits for an instance that is starting (or crash-looping)
 #: to settle before it puts the old version back.
 _SETTLE_S = 60.0
-
-
-def _env(ctx: StepContext) -> InstallEnv:
-    env: InstallEnv = ctx.services.install
-    return env
-
-
-@contextlib.contextmanager
-def _session(ctx: StepContext) -> Iterator[Session]:
-    with session_scope(_env(ctx).sessions) as session:
-        lock_org(session, int(ctx.params["org_id"]))
-        yield session
 
 
 def _row(session: Session, ctx: StepContext) -> Installation:
@@ -239,13 +226,7 @@ def check_update_compatibility(ctx: StepContext) -> dict[str, Any]:
             "notices": compatible.notices,
         }
         platform = compatible.version.platform
-    for notice in compatible.notices:
-        replacement = f" (use {notice['replacement']})" if notice["replacement"] else ""
-        ctx.progress(
-            f"notice: {notice['app_id']} {notice['version']} is {notice['kind']}: "
-            f"{notice['message']}{replacement}",
-            notice=notice,
-        )
+    _report_notices(ctx, compatible.notices)
     deps = ", ".join(f"{d} {r}" for d, r in sorted(planned.manifest.dependencies.items()))
     ctx.progress(
         f"{app_id} {planned.version} runs on this platform ({platform}); the apps depending "
