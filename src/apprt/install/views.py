@@ -174,9 +174,22 @@ def _env(request: Request) -> InstallEnv:
     return env
 
 
-def _runner(request: Request) -> JobRunner:
+def _runner(request: Request, kind: str | None = None) -> JobRunner:
+    """The job runner; with ``kind``, refused (503) when it does not run that kind."""
     runner: JobRunner = request.app.state.jobs
+    if kind is not None and kind not in runner.kinds:
+        raise InstallError.one("the install engine is not running", title="unavailable")
     return runner
+
+
+def _job_links(response: Response, job_id: int) -> dict[str, Any]:
+    """The accepted job's addresses, for the answer; its ``Location`` header set."""
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    return {
+        "job_id": job_id,
+        "job": f"/api/v1/jobs/{job_id}",
+        "events": f"/api/v1/jobs/{job_id}/events",
+    }
 
 
 def _health(env: InstallEnv, org: str, row: Installation) -> tuple[str | None, str]:
@@ -344,9 +357,7 @@ def install_route(
             validate_config(p.manifest, {})
     if any(p.has_backend for p in plan):
         _env(request).require_supervisor()
-    runner = _runner(request)
-    if INSTALL not in runner.kinds:
-        raise InstallError.one("the install engine is not running", title="unavailable")
+    runner = _runner(request, INSTALL)
     params = {
         "org": org,
         "org_id": organization.id,
@@ -359,11 +370,8 @@ def install_route(
         "actor": user.name,
     }
     job_id = _submit(runner, session, INSTALL, params, f"{org}/{body.app}", user.name, organization)
-    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     return JobAccepted(
-        job_id=job_id,
-        job=f"/api/v1/jobs/{job_id}",
-        events=f"/api/v1/jobs/{job_id}/events",
+        **_job_links(response, job_id),
         app=body.app,
         version=requested.version,
         plan=[p.as_dict() for p in plan],
@@ -396,11 +404,8 @@ def uninstall_route(
         "actor": user.name,
     }
     job_id = _submit(runner, session, UNINSTALL, params, f"{org}/{app}", user.name, organization)
-    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     return JobAccepted(
-        job_id=job_id,
-        job=f"/api/v1/jobs/{job_id}",
-        events=f"/api/v1/jobs/{job_id}/events",
+        **_job_links(response, job_id),
         app=app,
         version=row.version,
         plan=[],
@@ -466,9 +471,7 @@ def update_route(
     update_grants(row, planned, accept_all=body.accept_permissions, consent=body.consent)
     if row.has_backend:
         _env(request).require_supervisor()
-    runner = _runner(request)
-    if UPDATE not in runner.kinds:
-        raise InstallError.one("the install engine is not running", title="unavailable")
+    runner = _runner(request, UPDATE)
     params = {
         "org": org,
         "org_id": organization.id,
@@ -482,11 +485,8 @@ def update_route(
     }
     from_version = row.version
     job_id = _submit(runner, session, UPDATE, params, f"{org}/{app}", user.name, organization)
-    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     return UpdateAccepted(
-        job_id=job_id,
-        job=f"/api/v1/jobs/{job_id}",
-        events=f"/api/v1/jobs/{job_id}/events",
+        **_job_links(response, job_id),
         app=app,
         version=planned.version,
         from_version=from_version,
