@@ -166,12 +166,63 @@ def _job_problems(job: dict[str, Any]) -> list[Problem]:
     return problems or [Problem(f"job {job['id']} ended {job['state']}")]
 
 
+def _run_job(
+    client: Client, method: str, path: str, *, as_json: bool, **request: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start a job (``method path``) and follow it to its end: (the answer, the final job)."""
+    accepted: dict[str, Any] = client.request(method, path, **request).json()
+    return accepted, follow(client, accepted["job_id"], show=not as_json)
+
+
+def _json_result(job: dict[str, Any], **extra: Any) -> None:
+    """``--json``: print the finished job (with ``extra``); exit 1 unless it succeeded."""
+    print_json({**job, **extra})
+    if job["state"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _step_output(job: dict[str, Any], step: str, key: str) -> Any:
+    """What ``step`` of the finished job reported under ``key`` (None when it did not)."""
+    return next(((s["output"] or {}).get(key) for s in job["steps"] if s["name"] == step), None)
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 # -- consent ----------------------------------------------------------------------------
+
+
+def _show_notices(notices: list[dict[str, Any]]) -> None:
+    for notice in notices:
+        _say(
+            f"[yellow]notice[/]: {escape(notice['app_id'])} {escape(notice['version'])} is "
+            f"{escape(notice['kind'])}: {escape(notice['message'])}"
+        )
+
+
+def _permission_name(perm: dict[str, Any]) -> str:
+    name = escape(perm["permission"])
+    return f"[bold yellow]{name}[/] (sensitive)" if perm["sensitive"] else name
+
+
+def _consent(asked: bool, accepted: bool, question: str, *, nothing_was: str) -> bool:
+    """Whether the permissions are consented to: ``accepted`` (``--accept-permissions``),
+    else asked on a terminal when any are ``asked``; refused: exit 1, ``nothing_was``
+    done (e.g. "installed")."""
+    if not asked or accepted or not sys.stdin.isatty():
+        return accepted
+    if not Confirm.ask(question, default=False):
+        fail(
+            [Problem(f"consent refused; nothing was {nothing_was}", location="consent")],
+            title=f"not {nothing_was}",
+        )
+    return True
 
 
 def _show_consent(consent: dict[str, Any]) -> bool:
     """Print what the install asks for; whether any permission is asked."""
-    console.print(
+    _say(
         f"Installing [bold]{escape(consent['app'])}[/] {escape(consent['version'])} "
         + (
             "with "
@@ -182,26 +233,15 @@ def _show_consent(consent: dict[str, Any]) -> bool:
             )
             if len(consent["plan"]) > 1
             else ""
-        ),
-        highlight=False,
-        soft_wrap=True,
-    )
-    for notice in consent.get("notices", []):
-        console.print(
-            f"[yellow]notice[/]: {escape(notice['app_id'])} {escape(notice['version'])} is "
-            f"{escape(notice['kind'])}: {escape(notice['message'])}",
-            highlight=False,
-            soft_wrap=True,
         )
+    )
+    _show_notices(consent.get("notices", []))
     table = Table("app", "permission", "why", title="Permissions asked for", title_justify="left")
     asked = False
     for item in consent["permissions"]:
         for perm in item["permissions"]:
             asked = True
-            name = escape(perm["permission"])
-            if perm["sensitive"]:
-                name = f"[bold yellow]{name}[/] (sensitive)"
-            table.add_row(escape(item["app_id"]), name, escape(perm["reason"]))
+            table.add_row(escape(item["app_id"]), _permission_name(perm), escape(perm["reason"]))
     if asked:
         console.print(table)
     return asked
@@ -233,19 +273,17 @@ def install(
                 f"{base}/{_q(app)}/consent?range={quote(range_text, safe='')}"
             )
             if not as_json:
-                asked = _show_consent(consent)
-                if asked and not accept_permissions and sys.stdin.isatty():
-                    accept_permissions = Confirm.ask(
-                        "Grant these permissions to the organization's apps?", default=False
-                    )
-                    if not accept_permissions:
-                        fail(
-                            [Problem("consent refused; nothing was installed", location="consent")],
-                            title="not installed",
-                        )
-            accepted = client.request(
+                accept_permissions = _consent(
+                    _show_consent(consent),
+                    accept_permissions,
+                    "Grant these permissions to the organization's apps?",
+                    nothing_was="installed",
+                )
+            accepted, job = _run_job(
+                client,
                 "POST",
                 base,
+                as_json=as_json,
                 json={
                     "app": app,
                     "range": range_text,
@@ -253,23 +291,18 @@ def install(
                     "accept_permissions": accept_permissions,
                     "restore_data": restore,
                 },
-            ).json()
-            job = follow(client, accepted["job_id"], show=not as_json)
+            )
     except ApprtError as exc:
         fail_error(exc, as_json=as_json)
     app_url = f"{url.rstrip('/')}{accepted['url']}"
     if as_json:
-        print_json({**job, "url": app_url if job["state"] == "succeeded" else None})
-        if job["state"] != "succeeded":
-            raise typer.Exit(1)
+        _json_result(job, url=app_url if job["state"] == "succeeded" else None)
         return
     if job["state"] != "succeeded":
         fail(_job_problems(job), title=f"{app} was not installed ({job['state']})")
-    console.print(
+    _say(
         f"[bold green]installed[/] {escape(app)} {escape(accepted['version'])} in "
-        f"{escape(org)}: {escape(app_url)}",
-        highlight=False,
-        soft_wrap=True,
+        f"{escape(org)}: {escape(app_url)}"
     )
 
 
@@ -286,54 +319,38 @@ def uninstall(
     """Uninstall an app from an organization (its data is kept for the retention period)."""
     try:
         with Client(url, token, timeout=FOLLOW_TIMEOUT) as client:
-            accepted = client.request(
+            _accepted, job = _run_job(
+                client,
                 "DELETE",
                 f"/api/v1/orgs/{_q(org)}/installations/{_q(app)}",
+                as_json=as_json,
                 params={"keep_data": str(keep_data).lower()},
-            ).json()
-            job = follow(client, accepted["job_id"], show=not as_json)
+            )
     except ApprtError as exc:
         fail_error(exc, as_json=as_json)
     if as_json:
-        print_json(job)
-        if job["state"] != "succeeded":
-            raise typer.Exit(1)
+        _json_result(job)
         return
     if job["state"] != "succeeded":
         fail(_job_problems(job), title=f"{app} was not uninstalled ({job['state']})")
-    archive = next(
-        (s["output"].get("archive") for s in job["steps"] if s["name"] == "export"), None
-    )
-    console.print(
-        f"[bold]uninstalled[/] {escape(app)} from {escape(org)}", highlight=False, soft_wrap=True
-    )
+    archive = _step_output(job, "export", "archive")
+    _say(f"[bold]uninstalled[/] {escape(app)} from {escape(org)}")
     if archive:
-        console.print(f"  data kept in {escape(archive)}", highlight=False, soft_wrap=True)
+        _say(f"  data kept in {escape(archive)}")
 
 
 def _show_update(preview: dict[str, Any]) -> bool:
     """Print what the update does; whether it asks for new permissions."""
-    console.print(
+    _say(
         f"Updating [bold]{escape(preview['app'])}[/] {escape(preview['from_version'])} -> "
-        f"{escape(preview['version'])}",
-        highlight=False,
-        soft_wrap=True,
+        f"{escape(preview['version'])}"
     )
-    for notice in preview.get("notices", []):
-        console.print(
-            f"[yellow]notice[/]: {escape(notice['app_id'])} {escape(notice['version'])} is "
-            f"{escape(notice['kind'])}: {escape(notice['message'])}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    _show_notices(preview.get("notices", []))
     if not preview["new_permissions"]:
         return False
     table = Table("permission", "why", title="New permissions asked for", title_justify="left")
     for perm in preview["new_permissions"]:
-        name = escape(perm["permission"])
-        if perm["sensitive"]:
-            name = f"[bold yellow]{name}[/] (sensitive)"
-        table.add_row(name, escape(perm["reason"]))
+        table.add_row(_permission_name(perm), escape(perm["reason"]))
     console.print(table)
     return True
 
@@ -359,36 +376,30 @@ def update(
             base = f"/api/v1/orgs/{_q(org)}/apps/{_q(app)}/update"
             preview = client.get_json(f"{base}?range={quote(range_text, safe='')}")
             if not as_json:
-                asked = _show_update(preview)
-                if asked and not accept_permissions and sys.stdin.isatty():
-                    accept_permissions = Confirm.ask("Grant these new permissions?", default=False)
-                    if not accept_permissions:
-                        fail(
-                            [Problem("consent refused; nothing was updated", location="consent")],
-                            title="not updated",
-                        )
-            accepted = client.request(
+                accept_permissions = _consent(
+                    _show_update(preview),
+                    accept_permissions,
+                    "Grant these new permissions?",
+                    nothing_was="updated",
+                )
+            accepted, job = _run_job(
+                client,
                 "POST",
                 base,
+                as_json=as_json,
                 json={
                     "range": range_text,
                     "config": settings,
                     "accept_permissions": accept_permissions,
                 },
-            ).json()
-            job = follow(client, accepted["job_id"], show=not as_json)
+            )
     except ApprtError as exc:
         fail_error(exc, as_json=as_json)
     app_url = f"{url.rstrip('/')}{accepted['url']}"
     done = job["state"] == "succeeded"
-    backup = next(
-        (s["output"].get("backup") for s in job["steps"] if s["name"] == "backup" and s["output"]),
-        None,
-    )
+    backup = _step_output(job, "backup", "backup")
     if as_json:
-        print_json({**job, "url": app_url if done else None, "backup": backup})
-        if not done:
-            raise typer.Exit(1)
+        _json_result(job, url=app_url if done else None, backup=backup)
         return
     if not done:
         fail(
@@ -396,16 +407,12 @@ def update(
             title=f"{app} was not updated ({job['state']}); "
             f"{accepted['from_version']} still serves",
         )
-    console.print(
+    _say(
         f"[bold green]updated[/] {escape(app)} {escape(accepted['from_version'])} -> "
-        f"{escape(accepted['version'])} in {escape(org)}: {escape(app_url)}",
-        highlight=False,
-        soft_wrap=True,
+        f"{escape(accepted['version'])} in {escape(org)}: {escape(app_url)}"
     )
     if backup:
-        console.print(
+        _say(
             f"  state backed up before the update as {escape(backup)} "
-            f"(`apprt restore {escape(app)} --org {escape(org)} --backup {escape(backup)}`)",
-            highlight=False,
-            soft_wrap=True,
+            f"(`apprt restore {escape(app)} --org {escape(org)} --backup {escape(backup)}`)"
         )
