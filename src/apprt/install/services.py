@@ -191,19 +191,25 @@ def settle(session: Session, row: Installation) -> Installation:
     return row
 
 
+def _failed(org: Organization, row: Installation, *, title: str = "") -> AlreadyInstalledError:
+    """The refusal to change an installation a job left failed (it could not undo its work)."""
+    return AlreadyInstalledError.one(
+        f"{row.app_id} {row.version} is failed in {org.slug} (job {row.job_id} could not undo "
+        "all its work)",
+        location="app",
+        hint=f"see the job's events (GET /api/v1/jobs/{row.job_id}); uninstall the app to "
+        "clean up, then install it again",
+        title=title,
+    )
+
+
 def check_not_installed(session: Session, org: Organization, app_id: str) -> None:
     row = find_installation(session, org, app_id)
     if row is None:
         return
     settle(session, row)
     if row.state is InstallState.FAILED:
-        raise AlreadyInstalledError.one(
-            f"{app_id} {row.version} is in {org.slug}, failed (job {row.job_id} could not "
-            "undo all its work)",
-            location="app",
-            hint=f"see the job's events (GET /api/v1/jobs/{row.job_id}); uninstall the app "
-            "to clean up, then install it again",
-        )
+        raise _failed(org, row)
     if row.state is InstallState.ACTIVE:
         raise AlreadyInstalledError.one(
             f"{app_id} {row.version} is already installed in {org.slug}",
@@ -623,14 +629,7 @@ def updatable(
     row = get_installation(session, org, app_id)
     settle(session, row)
     if row.state is InstallState.FAILED:
-        raise AlreadyInstalledError.one(
-            f"{app_id} {row.version} is failed in {org.slug} (job {row.job_id} could not undo "
-            "all its work)",
-            location="app",
-            hint=f"see the job's events (GET /api/v1/jobs/{row.job_id}); uninstall the app to "
-            "clean up, then install it again",
-            title="not updatable",
-        )
+        raise _failed(org, row, title="not updatable")
     if row.state is not InstallState.ACTIVE or changed_by_another_job(row, session, job_id):
         raise AlreadyInstalledError.one(
             f"{app_id} is being changed in {org.slug} (job {row.job_id}, {row.state.value})",
