@@ -15,24 +15,26 @@ for every scenario; scenarios run two at a time.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import signal
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from apprt.install.steps import INSTALL_KIND
 from apprt.settings import Settings
-from tests._serve import ServeProcess, environment
+from tests.install._crash import (
+    copy_template,
+    crash_again,
+    job_events,
+    newest_job,
+    outcome,
+    run_scenarios,
+    serve,
+    start_and_die,
+)
 from tests.install.conftest import (
     CRM,
-    DRIVER,
     SALES,
     InstallPlatform,
     Packages,
@@ -71,85 +73,6 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("uv-cache")
 
 
-class Server:
-    """``apprt serve`` on the test's data directory (see :class:`tests._serve.ServeProcess`)."""
-
-    def __init__(
-        self, data: Path, log: Path, uv_cache: Path, failpoints: str = "", *, wait: bool = True
-    ) -> None:
-        env = environment(
-            {
-                "APPRT_RUNTIME_DRIVER": DRIVER,
-                "APPRT_RUNTIME_STOP_ON_SHUTDOWN": "true",
-                "APPRT_IDLE_TIMEOUT_S": "0",
-                "APPRT_INSTALL_UV_CACHE": str(uv_cache),
-                "APPRT_INSTALL_HEALTH_TIMEOUT_S": "10",
-            },
-            inherit_apprt=False,
-        )
-        if failpoints:
-            env["APPRT_FAILPOINTS"] = failpoints
-        self.log = log
-        self.process = ServeProcess(data, env=env, log=log)
-        self.proc = self.process.proc
-        self.base = self.process.url
-        self.token = (data / "admin.token").read_text().strip()
-        self.http = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
-        )
-        if wait:
-            self.process.wait_healthy()
-
-    def wait_job(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            job: dict[str, Any] = self.http.get(f"/api/v1/jobs/{job_id}").json()
-            if job["state"] in ("succeeded", "rolled_back", "failed"):
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} stuck: {job}\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.close(timeout=20)
-
-
-@contextlib.contextmanager
-def serve(
-    data: Path, log: Path, uv_cache: Path, failpoints: str = "", *, wait: bool = True
-) -> Iterator[Server]:
-    server = Server(data, log, uv_cache, failpoints, wait=wait)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _events(server: Server, job_id: int) -> str:
-    return server.http.get(f"/api/v1/jobs/{job_id}/events").text
-
-
-def _newest_job(settings: Settings) -> int:
-    from sqlalchemy import func, select
-
-    from apprt.db.engine import make_engine
-    from apprt.jobs.models import Job
-
-    engine = make_engine(settings)
-    try:
-        with engine.connect() as connection:
-            newest = connection.scalar(select(func.max(Job.id)))
-    finally:
-        engine.dispose()
-    assert newest is not None, "the install job was not even recorded"
-    return int(newest)
-
-
-def _copy_template(template: Path, data: Path) -> None:
-    shutil.copytree(template, data, symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
-
-
 def _crash_then_restart(
     tmp_path: Path, template: Path, uv_cache: Path, crashes: list[str], fail: str = ""
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -158,7 +81,7 @@ def _crash_then_restart(
     resumes and must die there too), and so on; then restart it clean and check the
     outcome: the finished job, the org's snapshot, the job's events."""
     data = tmp_path / "data"
-    _copy_template(template, data)
+    copy_template(template, data)
     settings = Settings(data_dir=data)
     log = tmp_path / "serve.log"
     before = org_snapshot(settings, ORG)
@@ -166,25 +89,19 @@ def _crash_then_restart(
     extra = f",{fail}" if fail else ""
     try:
         with serve(data, log, uv_cache, f"{crashes[0]}=crash{extra}") as server:
-            try:
-                r = server.http.post(
+            job_id = start_and_die(
+                server,
+                partial(
+                    server.http.post,
                     f"/api/v1/orgs/{ORG}/installations",
                     json={"app": SALES, "accept_permissions": True, "config": {"currency": "BRL"}},
-                )
-            except httpx.RemoteProtocolError:
-                job_id = 0  # killed (by the job's first step) before the answer went out
-            else:
-                assert r.status_code == 202, (r.text, log.read_text()[-4000:])
-                job_id = r.json()["job_id"]
-            assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
-        job_id = job_id or _newest_job(settings)
-        for point in crashes[1:]:
-            # The job resumes at start, runs into the next crash point and dies there.
-            with serve(data, log, uv_cache, f"{point}=crash", wait=False) as server:
-                assert server.proc.wait(timeout=60) == -signal.SIGKILL, (point, log.read_text())
+                ),
+            )
+        job_id = job_id or newest_job(settings)
+        crash_again(data, log, uv_cache, crashes[1:])
         with serve(data, log, uv_cache) as server:
             job = server.wait_job(job_id)
-            events = _events(server, job_id)
+            events = job_events(server, job_id)
             gateway = server.http.get(f"/apps/{ORG}/{SALES}/api/summary")
             after = org_snapshot(settings, ORG)
             if job["state"] == "rolled_back":
@@ -213,7 +130,7 @@ def _uninstall_crashes(tmp_path: Path, template: Path, uv_cache: Path) -> Outcom
     """Install crm-connector, write data, uninstall it with the platform killed after
     stopping traffic, after the export and before the removal, restarting each time."""
     data = tmp_path / "data"
-    _copy_template(template, data)
+    copy_template(template, data)
     settings = Settings(data_dir=data)
     log = tmp_path / "serve.log"
     before = org_snapshot(settings, ORG)
@@ -225,21 +142,15 @@ def _uninstall_crashes(tmp_path: Path, template: Path, uv_cache: Path) -> Outcom
             )
             assert r.status_code == 202, r.text
             assert server.wait_job(r.json()["job_id"])["state"] == "succeeded"
-            try:
-                r = server.http.delete(f"/api/v1/orgs/{ORG}/installations/{CRM}")
-            except httpx.RemoteProtocolError:
-                job_id = 0  # killed before the answer went out
-            else:
-                assert r.status_code == 202, r.text
-                job_id = r.json()["job_id"]
-            assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
-        job_id = job_id or _newest_job(settings)
-        for point in points[1:]:
-            with serve(data, log, uv_cache, f"uninstall.{point}=crash", wait=False) as server:
-                assert server.proc.wait(timeout=60) == -signal.SIGKILL, (point, log.read_text())
+            job_id = start_and_die(
+                server,
+                partial(server.http.delete, f"/api/v1/orgs/{ORG}/installations/{CRM}"),
+            )
+        job_id = job_id or newest_job(settings)
+        crash_again(data, log, uv_cache, [f"uninstall.{point}" for point in points[1:]])
         with serve(data, log, uv_cache) as server:
             job = server.wait_job(job_id)
-            events = _events(server, job_id)
+            events = job_events(server, job_id)
             after = org_snapshot(settings, ORG)
             assert job["state"] == "succeeded", (job, events)
             assert after == before
@@ -268,35 +179,21 @@ Outcome = tuple[dict[str, Any], dict[str, Any], str]
 def outcomes(
     tmp_path_factory: pytest.TempPathFactory, template: Path, uv_cache: Path
 ) -> dict[str, Outcome | BaseException]:
-    results: dict[str, Outcome | BaseException] = {}
-    with ThreadPoolExecutor(WORKERS) as pool:
-        futures = {
-            name: pool.submit(
-                _crash_then_restart,
-                tmp_path_factory.mktemp(f"crash-{name}"),
-                template,
-                uv_cache,
-                crashes,
-                fail,
-            )
-            for name, (crashes, fail) in SCENARIOS.items()
-        }
-        futures["uninstall"] = pool.submit(
-            _uninstall_crashes, tmp_path_factory.mktemp("crash-uninstall"), template, uv_cache
+    scenarios = {
+        name: partial(
+            _crash_then_restart,
+            tmp_path_factory.mktemp(f"crash-{name}"),
+            template,
+            uv_cache,
+            crashes,
+            fail,
         )
-        for name, future in futures.items():
-            try:
-                results[name] = future.result()
-            except BaseException as exc:  # reported by the scenario's own test
-                results[name] = exc
-    return results
-
-
-def _outcome(outcomes: dict[str, Outcome | BaseException], name: str) -> Outcome:
-    outcome = outcomes[name]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+        for name, (crashes, fail) in SCENARIOS.items()
+    }
+    scenarios["uninstall"] = partial(
+        _uninstall_crashes, tmp_path_factory.mktemp("crash-uninstall"), template, uv_cache
+    )
+    return run_scenarios(WORKERS, scenarios)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -305,7 +202,7 @@ def test_kill_9_before_and_after_every_step_then_restart(
 ) -> None:
     """Killed before the step's work, restarted; killed again right after it (the work
     done, not yet recorded), restarted: the install completes, fully."""
-    job, _after, events = _outcome(outcomes, step)
+    job, _after, events = outcome(outcomes, step)
     assert job["state"] == "succeeded"
     assert events.count("resumed after an interruption") == 2
     row = next(s for s in job["steps"] if s["name"] == step)
@@ -318,7 +215,7 @@ def test_kill_9_while_rolling_back_then_restart(
     """The health check fails; the platform is killed while undoing each step in turn
     (configure, deploy, download, sandbox, allocate), restarted every time: the
     rollback goes on where it was and the organization ends exactly as it was."""
-    job, after, events = _outcome(outcomes, "rollback")
+    job, after, events = outcome(outcomes, "rollback")
     assert job["state"] == "rolled_back", events
     assert after["installations"] == [] and after["instances"] == []
     assert all(s["state"] in ("compensated", "pending") for s in job["steps"]), job["steps"]
@@ -330,7 +227,7 @@ def test_kill_9_during_uninstall_then_restart(
 ) -> None:
     """Killed after traffic stopped, after the export, before the removal: the
     uninstall completes, one archive of the data is kept, the org is as before."""
-    job, _after, events = _outcome(outcomes, "uninstall")
+    job, _after, events = outcome(outcomes, "uninstall")
     assert job["state"] == "succeeded"
     assert events.count("resumed after an interruption") == 3
     export = next(s for s in job["steps"] if s["name"] == "export")

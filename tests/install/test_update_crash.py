@@ -13,8 +13,7 @@ crash``), restarted each time on the same data directory (the pattern of
 
 from __future__ import annotations
 
-import signal
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,17 @@ import httpx
 import pytest
 
 from apprt.settings import Settings
+from tests.install._crash import (
+    copy_template,
+    crash_again,
+    job_events,
+    newest_job,
+    outcome,
+    run_scenarios,
+    serve,
+    start_and_die,
+)
 from tests.install.conftest import InstallPlatform, Packages, org_snapshot
-from tests.install.test_crash import _copy_template, _events, _newest_job, serve
 from tests.install.test_update import APP, _app
 from tests.runtime._platform import kill_recorded
 
@@ -65,7 +73,7 @@ def _update_with_crashes(
     crash point, it dies again; restarted clean, the job ends. The job, its events,
     what the app serves then, and the org's snapshot before and after."""
     data = tmp_path / "data"
-    _copy_template(template, data)
+    copy_template(template, data)
     settings = Settings(data_dir=data)
     log = tmp_path / "serve.log"
     extra = f",{fail}" if fail else ""
@@ -81,21 +89,14 @@ def _update_with_crashes(
             assert server.http.post(f"{base}/note", content=b"my note").status_code == 201
             assert server.http.post(f"{base}/kv", content=b"v1 data").status_code == 201
             before = org_snapshot(settings, ORG)
-            try:
-                r = server.http.post(f"/api/v1/orgs/{ORG}/apps/{APP}/update", json={})
-            except httpx.RemoteProtocolError:
-                job_id = 0  # killed before the answer went out
-            else:
-                assert r.status_code == 202, r.text
-                job_id = r.json()["job_id"]
-            assert server.proc.wait(timeout=60) == -signal.SIGKILL, log.read_text()[-3000:]
-        job_id = job_id or _newest_job(settings)
-        for point in crashes[1:]:
-            with serve(data, log, uv_cache, f"{point}=crash", wait=False) as server:
-                assert server.proc.wait(timeout=60) == -signal.SIGKILL, (point, log.read_text())
+            job_id = start_and_die(
+                server, partial(server.http.post, f"/api/v1/orgs/{ORG}/apps/{APP}/update", json={})
+            )
+        job_id = job_id or newest_job(settings)
+        crash_again(data, log, uv_cache, crashes[1:])
         with serve(data, log, uv_cache) as server:
             job = server.wait_job(job_id)
-            events = _events(server, job_id)
+            events = job_events(server, job_id)
             served = _served(server.http)
             after = org_snapshot(settings, ORG)
         return job, events, served, before, after
@@ -116,36 +117,22 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
 def outcomes(
     tmp_path_factory: pytest.TempPathFactory, template: Path, uv_cache: Path
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    with ThreadPoolExecutor(len(SCENARIOS)) as pool:
-        futures = {
-            name: pool.submit(
-                _update_with_crashes,
-                tmp_path_factory.mktemp(f"update-crash-{name}"),
-                template,
-                uv_cache,
-                crashes,
-                fail,
-            )
-            for name, (crashes, fail) in SCENARIOS.items()
-        }
-        for name, future in futures.items():
-            try:
-                results[name] = future.result()
-            except BaseException as exc:  # reported by the scenario's own test
-                results[name] = exc
-    return results
-
-
-def _outcome(outcomes: dict[str, Any], name: str) -> Any:
-    outcome = outcomes[name]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    scenarios = {
+        name: partial(
+            _update_with_crashes,
+            tmp_path_factory.mktemp(f"update-crash-{name}"),
+            template,
+            uv_cache,
+            crashes,
+            fail,
+        )
+        for name, (crashes, fail) in SCENARIOS.items()
+    }
+    return run_scenarios(len(SCENARIOS), scenarios)
 
 
 def test_kill_9_after_the_swap_and_after_the_hook_then_restart(outcomes: dict[str, Any]) -> None:
-    job, events, served, before, after = _outcome(outcomes, "forward")
+    job, events, served, before, after = outcome(outcomes, "forward")
     assert job["state"] == "succeeded", events
     assert events.count("resumed after an interruption") == 2
     attempts = {s["name"]: s["attempts"] for s in job["steps"]}
@@ -156,7 +143,7 @@ def test_kill_9_after_the_swap_and_after_the_hook_then_restart(outcomes: dict[st
 
 
 def test_kill_9_while_rolling_back_an_update_then_restart(outcomes: dict[str, Any]) -> None:
-    job, events, served, before, after = _outcome(outcomes, "rollback")
+    job, events, served, before, after = outcome(outcomes, "rollback")
     assert job["state"] == "rolled_back", events
     assert events.count("undoing: Version swap") == 2  # killed once, done once
     assert "state restored from" in events
