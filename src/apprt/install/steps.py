@@ -22,7 +22,8 @@ pulls in, dependencies first):
 6   download         every package through ``tuf.ngclient``,       downloaded files removed;
                      contents verified, into the blob store         blobs nobody references
 7   deploy           unpacked once (content-addressed), uv env,    routes, instances and their
-                     ``supervisor.deploy``; restored data moved in  data; unused trees/envs
+                     ``supervisor.deploy`` (its route closed to     data; unused trees/envs
+                     the gateway); restored data moved in
 8   configure        consent checked, settings validated           (rows go with step 4)
                      (defaults applied), recorded
 9   health           ``supervisor.activate``; health path over     (instances go with step 7)
@@ -30,7 +31,8 @@ pulls in, dependencies first):
                      each app's ``hooks.install`` in its sandbox
                      (dependencies first; a failing hook fails
                      the install)
-10  activate         rows active, settings to the gateway; URL     rows back to installing
+10  activate         rows active, settings to the gateway, routes  rows back to installing,
+                     opened: the URL answers                      routes closed
 ==  ===============  ===========================================  =========================
 
 The install hook runs at least once: a crash during or after it (before the health
@@ -55,7 +57,7 @@ import errno
 import json
 import shutil
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -572,7 +574,8 @@ def deploy(ctx: StepContext) -> dict[str, Any]:
             spec = DeploySpec.from_manifest(
                 p.manifest, tree, org=org, env_dir=site_packages, grants=granted[p.app_id]
             )
-            info = env.run(supervisor.deploy(spec))
+            # The route stays closed to the gateway until step 10 opens it.
+            info = env.run(supervisor.deploy(spec, live=False))
             if p.manifest.tenancy is Tenancy.isolated:
                 slot = supervisor.lookup(org, p.app_id)
                 restored = staging / "restore" / p.app_id / "data"
@@ -895,6 +898,8 @@ def activate(ctx: StepContext) -> dict[str, Any]:
         session.flush()
         for row in rows.values():
             env.index.set_active(org_slug, row)
+    # After the rows' commit (the route's row is written in a transaction of its own).
+    _open_routes(env, org_slug, [row["app_id"] for row in installed], live=True)
     shutil.rmtree(env.staging(ctx.job_id), ignore_errors=True)
     url = app_url(org_slug, ctx.params["app"])
     ctx.progress(f"{ctx.params['app']} is live at {url}", url=url)
@@ -904,9 +909,23 @@ def activate(ctx: StepContext) -> dict[str, Any]:
 def deactivate(ctx: StepContext) -> None:
     env = _env(ctx)
     with _session(ctx) as session:
+        app_ids = list(_mine(session, ctx))
+    # Closed first, before the rows say "installing" (and in a transaction of its own).
+    _open_routes(env, ctx.params["org"], app_ids, live=False)
+    with _session(ctx) as session:
         for row in _mine(session, ctx).values():
             row.state = InstallState.INSTALLING
             env.index.remove(ctx.params["org"], row.app_id)
+
+
+def _open_routes(env: InstallEnv, org: str, app_ids: Iterable[str], *, live: bool) -> None:
+    """Open (or close) the gateway's routes to the plan's apps that have a sandbox."""
+    supervisor = env.supervisor
+    if supervisor is None:
+        return
+    for app_id in app_ids:
+        if supervisor.lookup(org, app_id) is not None:
+            env.run(supervisor.open_route(org, app_id, live=live))
 
 
 INSTALL_KIND = JobKind(
