@@ -1,6 +1,6 @@
 """Step 10 makes the app reachable, not step 7: while an install is still checking
-the app (its health and install hook), the gateway answers as for an app that is not
-installed; once the job is done, the URL answers."""
+the app (its health and install hook), the gateway answers that the app is not
+ready yet (503, retry); once the job is done, the URL answers."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def test_the_gateway_routes_to_an_app_only_once_it_is_activated(
         slot = platform.platform.supervisor.lookup(org, APP)
     # Deployed, running, healthy, its install hook running: not reachable yet.
     early = platform.http.get(url)
-    assert early.status_code == 404, early.text
-    assert "not installed" in early.json()["problems"][0]["reason"]
+    assert early.status_code == 503, early.text
+    assert "being installed" in early.json()["problems"][0]["reason"]
 
     (slot.data_dir / "go").write_text("1")
     job = platform.wait(job_id)

@@ -126,6 +126,10 @@ class TooManyRequestsError(GatewayError):
     status_code: ClassVar[int] = 429
 
 
+class AppUnavailableError(GatewayError):
+    status_code: ClassVar[int] = 503
+
+
 class BodyTooLargeError(GatewayError):
     status_code: ClassVar[int] = 413
 
@@ -444,6 +448,21 @@ class Gateway:
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
 
+    def _serving(self, org: str, app_id: str) -> Slot:
+        """The instance to route to: 404 when the app is not installed, 503 while an
+        install or update has its route closed (not yet activated)."""
+        slot = self.supervisor.serving(org, app_id)
+        if slot is not None:
+            return slot
+        if self.supervisor.lookup(org, app_id) is not None:
+            raise AppUnavailableError(
+                f"{app_id} is being installed or updated in {org}",
+                hint="retry shortly; the job's progress is in GET /api/v1/jobs",
+                title="app not available yet",
+                headers={"Retry-After": "5"},
+            )
+        raise AppNotFoundError(f"{app_id} is not installed in {org}", hint="install it first")
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         labels = ("-", "-")
@@ -453,11 +472,7 @@ class Gateway:
             org, app_id, target = self._route(scope)
             incoming = _read_headers(scope, websocket=False)
             caller = await self._authenticate(incoming.token, org)
-            slot = self.supervisor.serving(org, app_id)
-            if slot is None:
-                raise AppNotFoundError(
-                    f"{app_id} is not installed in {org}", hint="install it first"
-                )
+            slot = self._serving(org, app_id)
             labels = (org, app_id)
             self._limit(slot, org)
             limit = self.settings.gateway_max_body_bytes
@@ -699,11 +714,7 @@ class Gateway:
             org, app_id, target = self._route(scope)
             incoming = _read_headers(scope, websocket=True)
             caller = await self._authenticate(incoming.token, org)
-            slot = self.supervisor.serving(org, app_id)
-            if slot is None:
-                raise AppNotFoundError(
-                    f"{app_id} is not installed in {org}", hint="install it first"
-                )
+            slot = self._serving(org, app_id)
             labels = (org, app_id)
             self._limit(slot, org)
             socket = await self._ready(slot)

@@ -899,7 +899,7 @@ def activate(ctx: StepContext) -> dict[str, Any]:
         for row in rows.values():
             env.index.set_active(org_slug, row)
     # After the rows' commit (the route's row is written in a transaction of its own).
-    _open_routes(env, org_slug, [row["app_id"] for row in installed], live=True)
+    open_routes(env, org_slug, [row["app_id"] for row in installed], live=True)
     shutil.rmtree(env.staging(ctx.job_id), ignore_errors=True)
     url = app_url(org_slug, ctx.params["app"])
     ctx.progress(f"{ctx.params['app']} is live at {url}", url=url)
@@ -911,14 +911,14 @@ def deactivate(ctx: StepContext) -> None:
     with _session(ctx) as session:
         app_ids = list(_mine(session, ctx))
     # Closed first, before the rows say "installing" (and in a transaction of its own).
-    _open_routes(env, ctx.params["org"], app_ids, live=False)
+    open_routes(env, ctx.params["org"], app_ids, live=False)
     with _session(ctx) as session:
         for row in _mine(session, ctx).values():
             row.state = InstallState.INSTALLING
             env.index.remove(ctx.params["org"], row.app_id)
 
 
-def _open_routes(env: InstallEnv, org: str, app_ids: Iterable[str], *, live: bool) -> None:
+def open_routes(env: InstallEnv, org: str, app_ids: Iterable[str], *, live: bool) -> None:
     """Open (or close) the gateway's routes to the plan's apps that have a sandbox."""
     supervisor = env.supervisor
     if supervisor is None:

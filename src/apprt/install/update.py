@@ -3,8 +3,10 @@
 Same rules as the install job (:mod:`apprt.install.steps`): every ``run`` is idempotent
 (a crash re-runs the interrupted step), every ``compensate`` tolerates work never done
 and works from what it finds, and a failing step rolls the whole job back in reverse
-order. The installation row stays ``active`` (the old version serves) and carries the
-job's id while the job runs, so other updates and uninstalls of it wait.
+order. The installation row stays ``active`` and carries the job's id while the job
+runs, so other updates and uninstalls of it wait. The old version serves until step 6
+closes the route; from there to activation the gateway answers 503 with Retry-After
+(the new version is not served before its upgrade hook and health check).
 
 ====  ==============  ==========================================  ==========================
 #     step            does                                        undone by
@@ -26,27 +28,29 @@ job's id while the job runs, so other updates and uninstalls of it wait.
                       contents verified, into the blob store      its blob if unreferenced
 5     deploy          unpacked (content-addressed) and its uv     the new tree and env
                       environment built                           when nothing uses them
-6     backup          the app's state backed up, right before     (the backup is kept)
-                      the swap (``apprt.services.backup``,
+6     backup          the route closed; then the app's state      the route opened (the old
+                      backed up (``apprt.services.backup``,       version is back by then)
                       reason ``upgrade``); its name in the output
 7     swap            ``supervisor.update`` to the new version    ``supervisor.update`` back
-                      (its old sandbox stops, the new starts;     to the recorded old spec
-                      an instance asleep just changes version)
-8     hook            the new version's ``hooks.upgrade`` in its  state restored from the
-                      sandbox, with ``previous_version``          step 6 backup
+                      (its old sandbox stops, the new starts;     to the recorded old spec,
+                      an instance asleep just changes version)    then the state restored
+                                                                  from step 6's backup
+8     hook            the new version's ``hooks.upgrade`` in its  (with step 7)
+                      sandbox, with ``previous_version``
 9     health          the new version runs and its health path    (with step 7)
                       answers 2xx within the timeout
-10    activate        row: version, package, env, grants,         the recorded row fields
-                      settings, dependencies, resources; the      back
-                      gateway's settings; unused old tree/env
-                      released
+10    activate        row: version, package, env, grants,         the route closed, the
+                      settings, dependencies, resources; the      recorded row fields back
+                      gateway's settings; the route opened;
+                      unused old tree/env released
 ====  ==============  ==========================================  ==========================
 
 The upgrade hook runs at least once: a crash during or after it, before the step is
-recorded done, runs it again when the job resumes (a hook must tolerate that). If a
-later step fails the state goes back to the backup taken before the swap, so writes
-made during a failed update are undone with it (the state as it was at the rollback is
-kept too, as a ``before-restore`` backup). The instance's data directory is the same
+recorded done, runs it again when the job resumes (a hook must tolerate that). If the
+swap or a later step fails, the state goes back to the backup taken before the swap
+once the old version is back, whatever changed it (the hook, or the new version at
+start-up); the state as it was at the rollback is kept too, as a ``before-restore``
+backup. The instance's data directory is the same
 for both versions and is not snapshotted: hooks should change files only in ways the
 old version still reads.
 
@@ -65,6 +69,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from apprt.accounts.models import Organization
+from apprt.db.engine import session_scope
 from apprt.errors import ApprtError
 from apprt.install.errors import HealthCheckError, IncompatibleError, InstallError
 from apprt.install.models import Installation
@@ -92,6 +97,7 @@ from apprt.install.steps import (
     call_app_hook,
     discard_blobs,
     download_verified,
+    open_routes,
     release_artifacts,
     wait_healthy,
 )
@@ -313,11 +319,20 @@ def undeploy_update(ctx: StepContext) -> None:
 
 
 def backup_state(ctx: StepContext) -> dict[str, Any]:
+    """Close the app's route, then back up its state.
+
+    Closed first, so no request changes the state after the backup: from here until
+    activation the gateway answers 503 with Retry-After (the new version is not served
+    before its upgrade hook and health check; zero-downtime rollouts run two versions
+    side by side and are the hot-deployment work's).
+    """
     from apprt.install import retention
 
     env = _env(ctx)
     org, app_id = ctx.params["org"], ctx.params["app"]
-    with _session(ctx) as session:
+    open_routes(env, org, [app_id], live=False)
+    # Its own session, not the job's org lock: the export only reads.
+    with session_scope(env.sessions) as session:
         if retention.state_module(session) is None:
             ctx.progress("no state service on this platform: nothing to back up")
             return {"backup": None}
@@ -327,6 +342,11 @@ def backup_state(ctx: StepContext) -> dict[str, Any]:
         path = backup.backup(session, org, app_id, data_dir=env.settings.data_dir, reason="upgrade")
     ctx.progress(f"{app_id}: state backed up as {path.name}", backup=path.name)
     return {"backup": path.name}
+
+
+def reopen_route(ctx: StepContext) -> None:
+    """The old version serves again (the later steps were undone before this)."""
+    open_routes(_env(ctx), ctx.params["org"], [ctx.params["app"]], live=True)
 
 
 # -- 7. swap ---------------------------------------------------------------------------
@@ -429,12 +449,28 @@ def swap_back(ctx: StepContext) -> None:
         idle_timeout_s=instance["idle_timeout_s"],
     )
     _settled(supervisor, org, app_id, _SETTLE_S)
-    if _same(slot, old):
+    if not _same(slot, old):
+        _update_to(env, org, old, _SETTLE_S)
+        if slot.state is not State.RUNNING and instance["state"] == State.RUNNING.value:
+            env.run(supervisor.activate(org, app_id))  # it served before the update: it serves
+        ctx.progress(f"{app_id}: instance back on {old.version} ({slot.state.value})")
+    _restore_backup(ctx, env)
+
+
+def _restore_backup(ctx: StepContext, env: InstallEnv) -> None:
+    """The state back to the backup taken before the swap, once the old version is back
+    (the new one, its upgrade hook or its start-up may have changed it; nothing else
+    could: the route was closed before the backup)."""
+    org, app_id = ctx.params["org"], ctx.params["app"]
+    name = ctx.outputs.get("backup", {}).get("backup")
+    if not name:
         return
-    _update_to(env, org, old, _SETTLE_S)
-    if slot.state is not State.RUNNING and instance["state"] == State.RUNNING.value:
-        env.run(supervisor.activate(org, app_id))  # it served before the update: it serves
-    ctx.progress(f"{app_id}: instance back on {old.version} ({slot.state.value})")
+    from apprt.services import backup
+
+    with session_scope(env.sessions) as session:
+        path = backup.backup_path(org, app_id, name, data_dir=env.settings.data_dir)
+        result = backup.restore(session, org, app_id, path=path, data_dir=env.settings.data_dir)
+    ctx.progress(f"{app_id}: state restored from {name} ({result.keys} keys)")
 
 
 # -- 8. upgrade hook -------------------------------------------------------------------
@@ -464,24 +500,6 @@ def run_upgrade_hook(ctx: StepContext) -> dict[str, Any]:
         result=result,
     )
     return {"hook": hook, "ran": True}
-
-
-def restore_backup(ctx: StepContext) -> None:
-    """The state back to the backup taken before the swap (the hook may have changed it)."""
-    env = _env(ctx)
-    org, app_id = ctx.params["org"], ctx.params["app"]
-    name = ctx.outputs.get("backup", {}).get("backup")
-    if "compatibility" not in ctx.outputs or not name:
-        return
-    backend = _planned(ctx).manifest.backend
-    if backend is None or not backend.hooks.upgrade:
-        return  # no hook ran: the state is the app's own (the old version serves it again)
-    from apprt.services import backup
-
-    with _session(ctx) as session:
-        path = backup.backup_path(org, app_id, name, data_dir=env.settings.data_dir)
-        result = backup.restore(session, org, app_id, path=path, data_dir=env.settings.data_dir)
-    ctx.progress(f"{app_id}: state restored from {name} ({result.keys} keys)")
 
 
 # -- 9. health -------------------------------------------------------------------------
@@ -530,6 +548,7 @@ def activate_update(ctx: StepContext) -> dict[str, Any]:
         session.flush()
         env.index.set_active(org, row)
         url = row.url
+    open_routes(env, org, [planned.app_id], live=True)
     if previous["package_sha256"] != planned.sha256:
         try:
             release_artifacts(env, ctx, previous["package_sha256"])
@@ -552,6 +571,7 @@ def deactivate_update(ctx: StepContext) -> None:
     previous = ctx.outputs.get("resolve", {}).get("previous")
     if previous is None:
         return
+    open_routes(env, ctx.params["org"], [ctx.params["app"]], live=False)
     with _session(ctx) as session:
         organization = session.get(Organization, int(ctx.params["org_id"]))
         if organization is None:
@@ -576,9 +596,9 @@ UPDATE_KIND = JobKind(
             "download", "Package download & verification", download_update, discard_update_download
         ),
         Step("deploy", "Unpack & environment", deploy_update, undeploy_update),
-        Step("backup", "State backup", backup_state),
+        Step("backup", "Route closed, state backup", backup_state, reopen_route),
         Step("swap", "Version swap", swap, swap_back),
-        Step("hook", "Upgrade hook", run_upgrade_hook, restore_backup),
+        Step("hook", "Upgrade hook", run_upgrade_hook),
         Step("health", "Health check", check_update_health),
         Step("activate", "Activation", activate_update, deactivate_update),
     ],
