@@ -489,6 +489,9 @@ class Supervisor:
         self.routes: dict[tuple[str, str], Slot] = {}
         #: Routes made by an install not yet activated: closed to the gateway.
         self.closed_routes: set[tuple[str, str]] = set()
+        #: Limit hits counted by note_limit, recorded by the watch loop:
+        #: (instance, kind, org) -> (slot, hits, latest detail).
+        self._pending_limits: dict[tuple[str, str, str | None], tuple[Slot, int, str]] = {}
         self.policies: dict[tuple[str, str], float] = {}
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apprt-supervisor")
         self._watcher: asyncio.Task[None] | None = None
@@ -924,18 +927,24 @@ class Supervisor:
         }
 
     def note_limit(self, slot: Slot, kind: str, detail: str, *, org: str | None = None) -> None:
-        """Record a limit hit seen outside the driver (gateway timeout, egress refused).
+        """Count a limit hit seen outside the driver (gateway timeout, egress refused).
 
-        Call from the event loop; the record is written in the background.
+        Call from the event loop. Hits are only counted here, without I/O; the watch loop
+        records what accumulated once per tick, so an app hammering its limits costs one
+        write a second, not one per hit, and cannot crowd other apps' starts out of the
+        thread pool.
         """
-        with contextlib.suppress(RuntimeError):  # executor shut down: closing
-            self._pool.submit(self._record_limit, slot, kind, detail, org)
+        key = (slot.id, kind, org)
+        pending = self._pending_limits.get(key)
+        count = pending[1] + 1 if pending is not None else 1
+        self._pending_limits[key] = (slot, count, detail)
 
-    def _record_limit(self, slot: Slot, kind: str, detail: str, org: str | None) -> None:
-        try:
-            self.limits.record(slot, kind, 1, detail, org=org)
-        except Exception:
-            log.exception("runtime.limit_record_failed", instance=slot.id, kind=kind)
+    def _record_pending_limits(self, pending: list[tuple[Slot, str, int, str, str | None]]) -> None:
+        for slot, kind, count, detail, org in pending:
+            try:
+                self.limits.record(slot, kind, count, detail, org=org)
+            except Exception:
+                log.exception("runtime.limit_record_failed", instance=slot.id, kind=kind)
 
     def _poll_limits(self, slot: Slot | None, handle: TaskHandle) -> None:
         """Record what the driver's limit counters for ``handle`` added (blocking)."""
@@ -1722,6 +1731,13 @@ class Supervisor:
         if now - self._last_flush >= _FLUSH_INTERVAL_S:
             self._last_flush = now
             await self._io(self._flush_requests, list(self.slots.values()))
+        if self._pending_limits:
+            pending = [
+                (slot, kind, count, detail, org)
+                for (_, kind, org), (slot, count, detail) in self._pending_limits.items()
+            ]
+            self._pending_limits = {}
+            await self._io(self._record_pending_limits, pending)
 
     def _check(
         self, live: list[tuple[Slot, TaskHandle | None]], limits: bool = False
