@@ -294,3 +294,22 @@ def test_update_refusals_name_the_app_and_the_range(
     ]
     r = _update(platform, org, LIB, range="^1.0")
     assert r.status_code == 409 and "already up to date" in r.text, r.text
+
+
+def test_an_update_that_cannot_undo_itself_leaves_the_app_visibly_failed(
+    platform: InstallPlatform, published: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = platform.org("upd-broken")
+    assert platform.install_and_wait(org, APP, range="=1.0.0")["state"] == "succeeded"
+    # 1.2.0 fails its health check, and putting 1.0.0 back fails too.
+    monkeypatch.setenv("APPRT_FAILPOINTS", "update.swap.compensate=error")
+    job = _update_and_wait(platform, org, APP, range="=1.2.0", accept_permissions=True)
+    monkeypatch.delenv("APPRT_FAILPOINTS")
+    assert job["state"] == "failed", job
+    # Not "active 1.0.0" as if nothing happened: the instance may run either version.
+    assert _row(platform, org)["state"] == "failed"
+    again = _update(platform, org, APP, range="=1.1.0", accept_permissions=True)
+    assert again.status_code == 409, again.text
+    assert f"job {job['id']} could not undo" in again.json()["problems"][0]["reason"]
+    # Uninstalling cleans up, as the refusal's hint says.
+    assert platform.uninstall_and_wait(org, APP)["state"] == "succeeded"

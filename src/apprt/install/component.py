@@ -31,9 +31,10 @@ from starlette.concurrency import run_in_threadpool
 
 from apprt.install import retention
 from apprt.install.config import InstallConfig
+from apprt.install.services import UPDATE
 from apprt.install.steps import INSTALL, INSTALL_KIND, UNINSTALL, UNINSTALL_KIND, InstallEnv
 from apprt.install.steps import collect_garbage as _collect_garbage
-from apprt.install.update import UPDATE, UPDATE_KIND
+from apprt.install.update import UPDATE_KIND
 from apprt.install.views import router
 from apprt.jobs.engine import JobRunner
 from apprt.jobs.models import Job, JobState

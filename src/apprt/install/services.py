@@ -164,6 +164,10 @@ def installed_versions(session: Session, org: Organization) -> dict[str, str]:
     return {row.app_id: row.version for row in installations_of(session, org)}
 
 
+#: The update job's kind (its rows stay active, marked with the job).
+UPDATE = "update"
+
+
 def active_installation(session: Session, org_slug: str, app_id: str) -> Installation | None:
     """The active installation of ``app_id`` in the organization ``org_slug``, or None."""
     return session.scalars(
@@ -178,14 +182,19 @@ def active_installation(session: Session, org_slug: str, app_id: str) -> Install
 
 
 def settle(session: Session, row: Installation) -> Installation:
-    """Mark ``failed`` a row left ``installing``/``uninstalling`` by a job that ended
-    (its compensation could not finish: an operator should look at the job's events;
-    uninstalling the app cleans up what is left)."""
+    """Mark ``failed`` a row a job left half-changed: ``installing``/``uninstalling``
+    after its job ended, or ``active`` but marked by an update job that failed (its
+    compensation could not finish, so the instance may run either version). An operator
+    should look at the job's events; uninstalling the app cleans up what is left."""
     from apprt.jobs.models import Job, JobState
 
+    job = session.get(Job, row.job_id) if row.job_id is not None else None
+    if row.state is InstallState.ACTIVE:
+        if job is not None and job.kind == UPDATE and job.state is JobState.FAILED:
+            row.state = InstallState.FAILED
+        return row
     if row.state not in (InstallState.INSTALLING, InstallState.UNINSTALLING):
         return row
-    job = session.get(Job, row.job_id) if row.job_id is not None else None
     if job is None or job.state in (JobState.FAILED, JobState.ROLLED_BACK):
         row.state = InstallState.FAILED
     return row

@@ -74,6 +74,7 @@ from apprt.errors import ApprtError
 from apprt.install.errors import HealthCheckError, IncompatibleError, InstallError
 from apprt.install.models import Installation
 from apprt.install.services import (
+    UPDATE,
     PlannedApp,
     carry_config,
     check_quota,
@@ -109,7 +110,6 @@ from apprt.runtime.supervisor import DeploySpec, Supervisor
 
 log = structlog.get_logger(__name__)
 
-UPDATE = "update"
 #: How long a compensation waits for an instance that is starting (or crash-looping)
 #: to settle before it puts the old version back.
 _SETTLE_S = 60.0

@@ -43,6 +43,7 @@ from apprt.db.dependencies import DbSession
 from apprt.install.errors import InstallError
 from apprt.install.models import Installation, InstallState
 from apprt.install.services import (
+    UPDATE,
     Compatible,
     PlannedApp,
     carry_config,
@@ -66,7 +67,6 @@ from apprt.install.services import (
     validate_config,
 )
 from apprt.install.steps import INSTALL, UNINSTALL, InstallEnv
-from apprt.install.update import UPDATE
 from apprt.jobs.engine import JobRunner
 from apprt.registry.services import queries
 
