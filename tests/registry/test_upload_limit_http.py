@@ -113,7 +113,6 @@ def test_a_200_mb_streamed_upload_is_cut_at_the_limit_over_http(tmp_path: Path) 
         problem = r.json()
         assert problem["type"] == "urn:apprt:problem:upload-too-large"
         assert str(LIMIT) in problem["problems"][0]["reason"]
-        assert elapsed < 20, elapsed
         # The server stopped reading at the limit: the client could not send the body.
         assert sent < BODY // 2, f"the client sent {sent} of {BODY} bytes"
         print(f"sent {sent} bytes, server RSS +{peak - baseline}, {elapsed:.2f} s")

@@ -79,7 +79,6 @@ def test_orphans_are_reaped_by_the_instances_init(driver: BwrapDriver, ws: Works
                 break
             assert time.monotonic() < deadline, f"left behind: {states}"
             time.sleep(0.1)
-        assert "Z" not in states.values()
     finally:
         driver.destroy(handle)
 
