@@ -42,6 +42,7 @@ def names(source: str) -> set[str]:
         "export var mount = 1, other = f(1, 2), unmount = () => {}",
         "export const { mount, deep: { unmount } } = make();",
         "export const [mount, , unmount = () => {}] = pair;",
+        'export const { ["a" + b]: mount, [c]: { unmount } } = lifecycle;',  # computed keys
         "function a() {}\nfunction b() {}\nexport { a as mount, b as unmount };",
         "function mount() {}\nconst unmount = () => {};\nexport { mount, unmount, };",
         'export { mount } from "./lifecycle.js";\nexport { stop as unmount } from "./x.js";',
@@ -150,3 +151,7 @@ def test_the_scaffolded_app_passes(tmp_path: Path) -> None:
     manifest = load_manifest(app)
     files = {str(p.relative_to(app)) for p in app.rglob("*") if p.is_file()}
     assert check_app_files(manifest, files, read=directory_reader(app)) == []
+
+
+def test_a_computed_key_is_not_a_binding() -> None:
+    assert names('export const { [key]: mount, ["x" + y]: unmount } = o;') == {"mount", "unmount"}

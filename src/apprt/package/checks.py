@@ -383,7 +383,11 @@ def _pattern_names(tokens: list[_Token], i: int, names: set[str]) -> int:
     i += 1
     while i < len(tokens) and not _is(tokens, i, close):
         t = tokens[i]
-        if t.kind == "punct" and t.value in "{[":
+        if t.kind == "punct" and t.value == "[" and close == "}":  # computed key: `[k]: x`
+            i = _skip_balanced(tokens, i)
+            if _is(tokens, i, ":"):
+                i += 1  # the binding follows
+        elif t.kind == "punct" and t.value in "{[":
             i = _pattern_names(tokens, i, names)
         elif t.kind == "punct" and t.value == "=":  # a default value: skip the expression
             i += 1
@@ -394,8 +398,6 @@ def _pattern_names(tokens: list[_Token], i: int, names: set[str]) -> int:
         elif t.kind == "name":
             names.add(t.value)
             i += 1
-        elif t.kind == "punct" and t.value == "[":  # computed key
-            i = _skip_balanced(tokens, i)
         else:
             i += 1
     return i + 1
