@@ -145,6 +145,19 @@ _ROW_FIELDS = (
 )
 
 
+def _check_single_org(slot: Any, org: str, app_id: str) -> None:
+    """Refuse to update a shared app's instance that other organizations use too."""
+    others = sorted(slot.orgs - {org})
+    if slot.tenancy is Tenancy.shared and others:
+        raise IncompatibleError.one(
+            f"{app_id} is a shared app whose instance also serves {', '.join(others)}",
+            location="tenancy",
+            hint="a shared app is updated for all its organizations at once, which "
+            "`apprt update` does not do yet; uninstall it from the other organizations "
+            "first, or wait for the rollout feature",
+        )
+
+
 def resolve_update(ctx: StepContext) -> dict[str, Any]:
     env = _env(ctx)
     org, app_id, range_text = ctx.params["org"], ctx.params["app"], ctx.params["range"]
@@ -168,15 +181,7 @@ def resolve_update(ctx: StepContext) -> dict[str, Any]:
                 location=f"{org}/{app_id}",
                 hint="uninstall it (its data is retained) and install it again",
             )
-        others = sorted(slot.orgs - {org})
-        if slot.tenancy is Tenancy.shared and others:
-            raise IncompatibleError.one(
-                f"{app_id} is a shared app whose instance also serves {', '.join(others)}",
-                location="tenancy",
-                hint="a shared app is updated for all its organizations at once, which "
-                "`apprt update` does not do yet; uninstall it from the other organizations "
-                "first, or wait for the rollout feature",
-            )
+        _check_single_org(slot, org, app_id)
         instance = {
             "version": slot.version,
             "code_dir": str(slot.code_dir),
@@ -407,6 +412,10 @@ def swap(ctx: StepContext) -> dict[str, Any]:
     )
     supervisor = env.require_supervisor()
     slot = supervisor.lookup(org, planned.app_id)
+    if slot is not None:
+        # Again here: another organization may have joined a shared instance since step 1
+        # (it consented to the old version's permissions, not to this one's).
+        _check_single_org(slot, org, planned.app_id)
     if slot is not None and _same(slot, spec):
         ctx.progress(f"{planned.app_id}: instance already on {planned.version}")
         return {"swapped": True}
