@@ -313,3 +313,43 @@ def test_an_update_that_cannot_undo_itself_leaves_the_app_visibly_failed(
     assert f"job {job['id']} could not undo" in again.json()["problems"][0]["reason"]
     # Uninstalling cleans up, as the refusal's hint says.
     assert platform.uninstall_and_wait(org, APP)["state"] == "succeeded"
+
+
+SHARED = "com.example.shared-upd"
+
+
+def _shared_app(root: Path, version: str, key: Path) -> Path:
+    from apprt.package import build_package, load_private_key, sign_package
+
+    package = make_app(root, SHARED, version, key=key)
+    source = root / f"{SHARED}-{version}"
+    toml = (source / "app.toml").read_text()
+    (source / "app.toml").write_text(
+        toml.replace("permissions = [", 'tenancy = "shared"\npermissions = [', 1)
+    )
+    build_package(source, package)
+    sign_package(package, load_private_key(key))
+    return package
+
+
+def test_a_shared_app_used_by_two_organizations_is_not_updated_for_one(
+    platform: InstallPlatform, tmp_path: Path
+) -> None:
+    key = platform.packages.private_key
+    for version in ("1.0.0", "1.1.0"):
+        platform.publish(_shared_app(tmp_path, version, key))
+    first, second = platform.org("shared-a"), platform.org("shared-b")
+    for org in (first, second):
+        job = platform.install_and_wait(org, SHARED, range="=1.0.0")
+        assert job["state"] == "succeeded", job
+    before = platform.snapshot(first)
+    job = _update_and_wait(platform, first, SHARED, accept_permissions=True)
+    assert job["state"] == "rolled_back", job
+    assert "also serves" in str(job["error"]) and second in str(job["error"]), job["error"]
+    assert platform.snapshot(first) == before
+    assert _row_of(platform, second)["version"] == "1.0.0"
+
+
+def _row_of(platform: InstallPlatform, org: str) -> dict[str, Any]:
+    row: dict[str, Any] = platform.http.get(f"/api/v1/orgs/{org}/installations/{SHARED}").json()
+    return row
