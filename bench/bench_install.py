@@ -25,7 +25,6 @@ import json
 import os
 import signal
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 from tests._serve import environment, serving
+from tests.install.conftest import make_app
 
 from apprt.manifest import load_manifest
 from apprt.package import (
@@ -49,20 +49,6 @@ ORDER = ["crm-connector", "team-notes", "sales-dashboard"]
 SAMPLES = 7
 CHAIN = 10
 TARGET_S = 1.0
-
-APP = """\
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            if m["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"ok"})
-"""
 
 
 @contextlib.contextmanager
@@ -87,40 +73,14 @@ def _pack(app_dir: Path, out: Path, key: Path) -> Path:
 
 
 def _chain_app(root: Path, n: int, key: Path) -> Path:
-    app_id = f"com.example.chain-{n}"
-    app = root / f"chain-{n}"
-    (app / "backend" / f"chain{n}").mkdir(parents=True)
-    (app / "backend" / f"chain{n}" / "__init__.py").write_text("")
-    (app / "backend" / f"chain{n}" / "main.py").write_text(APP)
-    deps = f'\n[dependencies]\n"com.example.chain-{n - 1}" = "^1.0"\n' if n else ""
-    (app / "app.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            id = "{app_id}"
-            name = "Chain {n}"
-            version = "1.0.0"
-            description = "Link {n} of a dependency chain."
-            publisher = "example"
-            license = "MIT"
-            platform = "^1.0"
-            icon = "icon.svg"
-
-            [backend]
-            entry = "chain{n}.main:app"
-
-            [resources]
-            memory_mb = 64
-            storage_mb = 0
-            """
-        )
-        + deps
+    """Link ``n`` of a dependency chain: a tiny healthy app needing link ``n - 1``."""
+    return make_app(
+        root,
+        f"com.example.chain-{n}",
+        key=key,
+        dependencies={f"com.example.chain-{n - 1}": "^1.0"} if n else None,
+        extra="\n[resources]\nmemory_mb = 64\nstorage_mb = 0\n",
     )
-    (app / "icon.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
-    (app / "README.md").write_text(f"# Chain {n}\n")
-    out = root / f"chain-{n}.apppkg"
-    build_package(app, out)
-    sign_package(out, load_private_key(key))
-    return out
 
 
 class Bench:
